@@ -1,0 +1,48 @@
+# regbench: `make demo` sets up and runs the default comparison; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch goes in first: a bare `torch` requirement in a fresh environment would pull the newest
+# CUDA build and several GB of CUDA packages. Elsewhere use e.g.
+#   make install TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+STAMP := $(VENV)/.regbench-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-all lint format smoke clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv with the CPU build of torch and regbench (editable, with dev tools)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install ## Set up and run the default comparison (MNIST-1D, MLP, baseline vs [l2, dropout], 3 seeds)
+	$(BIN)/regbench run
+
+test: install ## Set up and run the test suite (slow tests excluded)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install ## Run every test, the slow ones too
+	$(BIN)/python -m pytest -q
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check regbench tests
+	$(BIN)/ruff format --check regbench tests
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix regbench tests
+	$(BIN)/ruff format regbench tests
+
+smoke: install ## A tiny end-to-end run, as CI would: two epochs, one seed
+	CI=true $(BIN)/regbench run trainer.epochs=2 trainer.seeds=1 dataset.num_samples=600
+
+clean: ## Remove the virtualenv and caches (results/ is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

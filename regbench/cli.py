@@ -1,0 +1,102 @@
+"""The `regbench` command. Each command is a thin shell over the core; `run` hands its arguments to Hydra."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import regbench
+from regbench.errors import RegbenchError
+
+app = typer.Typer(
+    help="Compare regularizers by the train/validation gap they leave, against a paired unregularized baseline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool):
+    if value:
+        print(f"regbench {regbench.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+):
+    pass
+
+
+def _fail(err: RegbenchError):
+    if os.environ.get("REGBENCH_DEBUG") == "1" or os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    print(f"regbench: error: {err}", file=sys.stderr)
+    raise typer.Exit(err.exit_code)
+
+
+RUN_HELP = """Train the baseline and the regularized model over several seeds; print the gap table.
+
+OVERRIDES are Hydra overrides, and Hydra's flags pass through (-m/--multirun, --cfg job, ...).
+
+\b
+Examples:
+  regbench run                                          # MNIST-1D, MLP, baseline vs [l2, dropout], 3 seeds
+  regbench run dataset=digits model=cnn 'regularizers=[dropout]' regularizers.dropout.p=0.3
+  regbench run 'regularizers=[l1]' trainer.seeds=5 trainer.epochs=50
+  regbench run -m 'regularizers=[l1],[l2],[dropout]'    # one job folder each
+  regbench run --cfg job                                # print the composed config
+"""
+
+
+@app.command(
+    help=RUN_HELP,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def run(ctx: typer.Context, overrides: list[str] = typer.Argument(None, help="Hydra overrides and flags.")):
+    from regbench import overrides as checks
+
+    args = list(overrides or []) + list(ctx.args)
+    try:
+        checks.check(args)
+    except RegbenchError as err:
+        _fail(err)
+    from regbench import hydra_app
+
+    sys.argv = ["regbench run", *args]
+    hydra_app.main()
+
+
+@app.command("list")
+def list_options():
+    """Show every dataset, model and regularizer with its parameters, defaults and allowed ranges."""
+    from regbench import data, models, regularizers
+    from regbench.config import TrainerConfig
+    from regbench.schema import describe
+
+    console = Console()
+    sections = [
+        ("dataset", {n: (e.schema, e.summary) for n, e in data.DATASETS.items()}),
+        ("model", {n: (e.schema, e.summary) for n, e in models.MODELS.items()}),
+        ("regularizers", {n: (c.Config, c.summary) for n, c in regularizers.REGULARIZERS.items()}),
+        ("trainer", {"default": (TrainerConfig, "optimizer, budget, device and seeds")}),
+    ]
+    for group, entries in sections:
+        table = Table(title=f"{group}", title_justify="left", show_lines=False)
+        for col in ("option", "parameter", "default", "allowed", "meaning"):
+            table.add_column(col, overflow="fold")
+        for name, (schema, summary) in entries.items():
+            table.add_row(f"[bold]{name}[/bold]", "", "", "", summary)
+            for pname, default, allowed, help_ in describe(schema):
+                table.add_row("", pname, default, allowed, help_)
+        console.print(table)
+    console.print("Choose with e.g. dataset=digits model=cnn 'regularizers=[l2,dropout]' regularizers.l2.strength=1e-3")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,44 @@
+"""What regularizers tell the model builder, and what every member-batched model offers them in return."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelHints:
+    """Per-member architecture switches, each a [K] tensor; zeros/False reproduce the plain network."""
+
+    dropout: torch.Tensor  # hidden-layer dropout probability per member
+    input_dropout: torch.Tensor  # dropout probability on the input per member
+    batch_norm: torch.Tensor  # bool: batch norm after each hidden layer, per member
+
+    @classmethod
+    def plain(cls, k: int) -> ModelHints:
+        return cls(torch.zeros(k), torch.zeros(k), torch.zeros(k, dtype=torch.bool))
+
+
+class MemberModel(nn.Module):
+    """Base of member-batched models. Subclasses fill the three parameter lists the regularizers need."""
+
+    k: int
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.k = k
+        self.weights: list[nn.Parameter] = []  # linear/conv weight tensors (penalised by default)
+        self.biases: list[nn.Parameter] = []
+        self.norms: list[nn.Parameter] = []  # batch-norm scale and shift
+
+    def per_member(self, t: torch.Tensor) -> torch.Tensor:
+        """View any parameter as [K, -1] (conv weights fold members into their first axis)."""
+        return t.reshape(self.k, -1)
+
+    def weight_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """View a weight as [K, units, fan_in]: one row per output unit (for max-norm constraints)."""
+        if t.dim() == 3 and t.shape[0] == self.k:  # dense [K, in, out]
+            return t.transpose(1, 2)
+        return t.reshape(self.k, -1, t[0].numel())  # conv [K*C_out, C_in, k...]

@@ -1,0 +1,56 @@
+"""Multi-layer perceptron: inputs flattened, `depth` hidden layers of `width` units, ReLU."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from regbench.models.base import MemberModel, ModelHints
+from regbench.models.layers import BatchedLinear, Context, MemberBatchNorm, MemberDropout
+from regbench.schema import param
+
+
+@dataclass
+class MlpConfig:
+    name: str = "mlp"
+    width: int = param(100, "units per hidden layer", ge=1, le=65536)
+    depth: int = param(2, "number of hidden layers", ge=0, le=64)
+
+
+class MLP(MemberModel):
+    def __init__(self, cfg: MlpConfig, input_shape, kind: str, n_classes: int, gens, hints: ModelHints):
+        super().__init__(len(gens))
+        self.n_in = len(input_shape)
+        fan_in = math.prod(input_shape)
+        self.input_drop = MemberDropout(hints.input_dropout, "dropout.input") if hints.input_dropout.any() else None
+        self.hidden = nn.ModuleList()
+        self.bns = nn.ModuleList()
+        self.drops = nn.ModuleList()
+        for i in range(cfg.depth):
+            self.hidden.append(BatchedLinear(gens, fan_in, cfg.width))
+            if hints.batch_norm.any():
+                self.bns.append(MemberBatchNorm(hints.batch_norm, cfg.width))
+            if hints.dropout.any():
+                self.drops.append(MemberDropout(hints.dropout, f"dropout.{i}"))
+            fan_in = cfg.width
+        self.head = BatchedLinear(gens, fan_in, n_classes)
+        for lin in [*self.hidden, self.head]:
+            self.weights.append(lin.weight)
+            self.biases.append(lin.bias)
+        for bn in self.bns:
+            self.norms += [bn.weight, bn.bias]
+
+    def forward(self, x, ctx: Context):
+        h = x.flatten(-self.n_in) if self.n_in > 1 else x  # [K, B, F] in training, shared [N, F] at evaluation
+        if self.input_drop is not None:
+            h = self.input_drop(h, ctx)
+        for i, lin in enumerate(self.hidden):
+            h = lin(h)
+            if self.bns:
+                h = self.bns[i](h, ctx)
+            h = h.relu()
+            if self.drops:
+                h = self.drops[i](h, ctx)
+        return self.head(h)

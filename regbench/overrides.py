@@ -1,0 +1,136 @@
+"""Checks of a `regbench run` command line before Hydra starts, so that bad input costs nothing.
+
+Every job a command would launch (a multirun's sweep expanded, with an experiment preset's sweeper params) is
+composed and validated first; the first problem is one line and exit code 2, and no job folder is created.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from regbench.config import validate_config
+from regbench.errors import UsageError, unknown_name
+from regbench.paths import config_dir
+
+GROUPS = ("dataset", "model", "regularizers", "trainer", "experiment")
+# Hydra flags that only print something, or take a value: no job runs, or the value is not an override.
+PRINT_ONLY = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-completion", "-sc"}
+TAKES_VALUE = {
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+    "--info",
+    "-i",
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+}
+# Validating a sweep composes each job; past this many, the rest are left to the jobs themselves.
+MAX_CHECKED = 512
+
+
+def options(group: str) -> list[str]:
+    root = Path(config_dir()) / group
+    return sorted(p.stem for p in root.glob("*.yaml")) if root.is_dir() else []
+
+
+def split_args(args: list[str]) -> tuple[list[str], bool, bool]:
+    """(overrides, multirun, print_only) from `regbench run`'s arguments."""
+    overrides, multirun, print_only, skip = [], False, False, False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("-m", "--multirun"):
+            multirun = True
+        elif a in PRINT_ONLY or a.split("=")[0] in PRINT_ONLY:
+            print_only = True
+            skip = a in TAKES_VALUE
+        elif a in TAKES_VALUE:
+            skip = True
+        elif a.startswith("-"):
+            continue
+        else:
+            overrides.append(a)
+    return overrides, multirun, print_only
+
+
+def _check_group_values(parsed) -> None:
+    for o in parsed:
+        key = o.key_or_group.split("@")[0]
+        if key not in GROUPS or o.is_delete():
+            continue
+        known = options(key)
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        for v in values:
+            for name in v if isinstance(v, list) else [v]:
+                if str(name) not in known:
+                    raise unknown_name(key, str(name), known)
+
+
+def _compose(overrides: list[str], with_hydra: bool = False):
+    try:
+        return compose("config", overrides=overrides, return_hydra_config=with_hydra)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise _composition_error(e, overrides) from None
+
+
+def _composition_error(e: Exception, overrides: list[str]) -> UsageError:
+    text = f"{e} {e.__cause__ or ''}"
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m and "not in struct" in text:
+        key = m.group(1)
+        parent, _, leaf = key.rpartition(".")
+        rest = [o for o in overrides if not o.lstrip("+~").startswith(key)]
+        try:
+            node = compose("config", overrides=rest)
+            node = OmegaConf.select(node, parent) if parent else node
+            allowed = ", ".join(node.keys()) if node is not None else ""
+        except Exception:  # noqa: BLE001 - the listing is a courtesy; the key is named either way
+            allowed = ""
+        return UsageError(f"{key}: unknown key" + (f"; allowed: {allowed}" if allowed else ""))
+    first = next((line.strip() for line in str(e).splitlines() if line.strip()), str(e))
+    return UsageError(first)
+
+
+def check(args: list[str]) -> int:
+    """Validate every job the command would run; returns how many were checked."""
+    overrides, multirun, print_only = split_args(args)
+    if print_only:
+        return 0
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    _check_group_values(parsed)
+    with initialize_config_dir(config_dir(), version_base="1.3", job_name="regbench"):
+        if not multirun:
+            validate_config(_compose(overrides))
+            return 1
+        # Hydra's basic sweeper: the preset's hydra.sweeper.params first, the command line's sweeps win.
+        base = _compose([o for o in overrides if not _is_sweep(o, parser)], with_hydra=True)
+        params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+        preset = [f"{k}={v}" for k, v in params.items()]
+        jobs = BasicSweeper.split_arguments(parser.parse_overrides(preset + overrides), None)[0]
+        _check_group_values(parser.parse_overrides(preset))
+        for job in jobs[:MAX_CHECKED]:
+            validate_config(_compose(list(job)))
+        return len(jobs)
+
+
+def _is_sweep(override: str, parser: OverridesParser) -> bool:
+    return parser.parse_override(override).is_sweep_override()

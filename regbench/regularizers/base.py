@@ -1,0 +1,74 @@
+"""The hooks a regularizer may implement. Each regularizer is one module implementing only the ones it needs.
+
+A population of K members holds one instance of each regularizer used by any member. The instance receives the
+per-member configs (None for members that do not use it) and turns them into [K] tensors, so members with
+different strengths, and baseline members with the regularizer off, train side by side in one computation.
+
+Hooks, in the order the engine calls them:
+  hints(h)                 before the model is built: set architecture switches (dropout p, batch norm)
+  transform(batch, ctx)    each training step, before the forward pass: augment inputs or soften targets
+  penalty(model) -> [K]    each training step: added to each member's loss
+  post_step(model, lr)     after each optimizer step: projections, decoupled decay
+  stop(epoch, metrics)     after each evaluation: which members stop (early stopping)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from regbench.models.base import MemberModel, ModelHints
+from regbench.models.layers import Context
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # [K, B, ...] inputs, one minibatch per member
+    y: torch.Tensor  # [K, B] class indices, or [K, B, C] target distributions once a regularizer softens them
+    n_classes: int
+    kind: str  # the data's kind: sequence, image or table
+
+    def soft_targets(self) -> torch.Tensor:
+        if self.y.dim() == 3:
+            return self.y
+        return torch.nn.functional.one_hot(self.y, self.n_classes).to(self.x.dtype)
+
+
+class Regularizer:
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    summary: ClassVar[str] = ""
+
+    def __init__(self, configs: list[Any | None], device: torch.device | str = "cpu"):
+        self.configs = configs
+        self.k = len(configs)
+        self.device = torch.device(device)
+        self.active = torch.tensor([c is not None for c in configs], device=self.device)
+
+    def values(self, attr: str, off: float = 0.0) -> torch.Tensor:
+        """Per-member tensor [K] of one config field; `off` for members that do not use this regularizer."""
+        vals = [float(getattr(c, attr)) if c is not None else off for c in self.configs]
+        return torch.tensor(vals, dtype=torch.float32, device=self.device)
+
+    # Hooks: the defaults do nothing, so each regularizer overrides only what it needs.
+    def hints(self, hints: ModelHints) -> None:
+        return None
+
+    def transform(self, batch: Batch, ctx: Context) -> Batch:
+        return batch
+
+    def penalty(self, model: MemberModel) -> torch.Tensor | None:
+        return None
+
+    def post_step(self, model: MemberModel, lr: float) -> None:
+        return None
+
+    def stop(self, epoch: int, history: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+
+def penalized(model: MemberModel, biases: bool, norms: bool) -> list[torch.Tensor]:
+    """The parameters a weight penalty acts on: weights always, biases and norm parameters on request."""
+    return model.weights + (model.biases if biases else []) + (model.norms if norms else [])

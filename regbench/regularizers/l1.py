@@ -1,0 +1,33 @@
+"""L1 penalty: strength * sum |w|, added to each member's loss. Drives weights to exactly zero (sparsity)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from regbench.regularizers.base import Regularizer, penalized
+from regbench.schema import param
+
+
+@dataclass
+class L1Config:
+    strength: float = param(1e-4, "coefficient of sum |w|", ge=0.0)
+    biases: bool = param(False, "also penalise biases")
+    norms: bool = param(False, "also penalise batch-norm scale and shift")
+
+
+class L1(Regularizer):
+    name = "l1"
+    Config = L1Config
+    summary = "L1 weight penalty: strength * sum|w|"
+
+    def __init__(self, configs, device="cpu"):
+        super().__init__(configs, device)
+        self.strength = self.values("strength")
+        first = next(c for c in configs if c is not None)
+        self.biases, self.norms = first.biases, first.norms
+
+    def penalty(self, model):
+        total = sum(model.per_member(p).abs().sum(1) for p in penalized(model, self.biases, self.norms))
+        return self.strength * total if isinstance(total, torch.Tensor) else None

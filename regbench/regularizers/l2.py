@@ -1,0 +1,37 @@
+"""L2 penalty (coupled weight decay): strength * sum w^2, added to each member's loss; gradient 2*strength*w.
+
+Coupled means the penalty's gradient passes through the optimizer: under Adam it is rescaled per weight, which is
+why decoupled weight decay (AdamW) is a different regularizer, not a synonym.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from regbench.regularizers.base import Regularizer, penalized
+from regbench.schema import param
+
+
+@dataclass
+class L2Config:
+    strength: float = param(1e-4, "coefficient of sum w^2", ge=0.0)
+    biases: bool = param(False, "also penalise biases")
+    norms: bool = param(False, "also penalise batch-norm scale and shift")
+
+
+class L2(Regularizer):
+    name = "l2"
+    Config = L2Config
+    summary = "L2 weight penalty: strength * sum w^2"
+
+    def __init__(self, configs, device="cpu"):
+        super().__init__(configs, device)
+        self.strength = self.values("strength")
+        first = next(c for c in configs if c is not None)
+        self.biases, self.norms = first.biases, first.norms
+
+    def penalty(self, model):
+        total = sum(model.per_member(p).square().sum(1) for p in penalized(model, self.biases, self.norms))
+        return self.strength * total if isinstance(total, torch.Tensor) else None

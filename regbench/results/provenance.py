@@ -1,0 +1,61 @@
+"""Where a number came from: package and torch versions, git commit, device, host, time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import socket
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+import regbench
+
+
+@lru_cache(maxsize=1)
+def git_state() -> dict:
+    """Commit of the source tree regbench runs from (None when installed from a wheel), and whether it was dirty."""
+    src = Path(regbench.__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=True,
+            ).stdout.strip()
+            != ""
+        )
+        return {"git_commit": commit, "git_dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def collect(device: torch.device) -> dict:
+    return {
+        "regbench_version": regbench.__version__,
+        **git_state(),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": str(device),
+        "device_name": device_name(device),
+        "cpu_threads": torch.get_num_threads(),
+        "host": socket.gethostname(),
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }

@@ -1,0 +1,58 @@
+"""Counter-based randomness keyed by (member seed, step, stream), not by a member's place in a population.
+
+A member's dropout masks and augmentations depend only on its own seed and the step, so it draws the same numbers
+whether it trains alone, beside its baseline, or inside a sweep batch of hundreds; that is what makes "a member
+trained in a population equals the member trained alone" hold. The hash is murmur3's 32-bit finalizer over a
+combined counter, computed in int64 so every intermediate stays exact on CPU and CUDA alike.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _fmix32(x: torch.Tensor) -> torch.Tensor:
+    x = x ^ (x >> 16)
+    x = (x * 0x85EBCA6B) & _MASK32
+    x = x ^ (x >> 13)
+    x = (x * 0xC2B2AE35) & _MASK32
+    return x ^ (x >> 16)
+
+
+def stream_id(name: str) -> int:
+    """A stable 32-bit id for a named random stream (e.g. 'dropout.1'), independent of Python's hash seed."""
+    h = 2166136261
+    for ch in name.encode():
+        h = ((h ^ ch) * 16777619) & _MASK32
+    return h
+
+
+def uniform(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Uniform [0, 1) floats of shape [K, *shape], row k a function of (seeds[k], step, stream, element) only.
+
+    `step` may be a Python int or a 0-d tensor on the device (so a compiled or graph-captured loop never syncs).
+    """
+    device = seeds.device
+    n = 1
+    for s in shape:
+        n *= s
+    idx = torch.arange(n, device=device, dtype=torch.int64).view(1, *shape)
+    key = _fmix32((seeds.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32)
+    key = _fmix32(key ^ ((torch.as_tensor(step, device=device, dtype=torch.int64) * 0x85EBCA77) & _MASK32))
+    key = key.view(-1, *([1] * len(shape)))
+    bits = _fmix32((idx * 0x27D4EB2F + key) & _MASK32)
+    return (bits >> 8).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def normal(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Standard normals via Box-Muller over two independent uniform streams."""
+    u1 = uniform(seeds, step, stream, shape).clamp_min(1.0 / (1 << 24))
+    u2 = uniform(seeds, step, stream ^ 0x5BD1E995, shape)
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)
+
+
+def generator(seed: int, stream: str) -> torch.Generator:
+    """A CPU generator for one member seed and one named purpose (initial weights, minibatch order)."""
+    return torch.Generator().manual_seed((int(seed) * 1_000_003 + stream_id(stream)) % (2**63 - 1))

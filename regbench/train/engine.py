@@ -1,0 +1,150 @@
+"""The training loop: K members as one member-batched computation.
+
+Data stay on the device as tensors and minibatches are gathered by index: no DataLoader, and no host
+synchronisation inside the step loop (the only syncs are one per evaluation, for the progress display).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from regbench import models, regularizers, rng
+from regbench.errors import UsageError
+from regbench.models.base import ModelHints
+from regbench.models.layers import Context
+from regbench.regularizers.base import Batch
+from regbench.train.metrics import COLUMNS, evaluate
+from regbench.train.population import Member
+
+
+@dataclass
+class PopulationResult:
+    members: list[Member]
+    final: torch.Tensor  # [K, 6] metrics at the end (columns as COLUMNS), on the CPU
+    history: list[dict]  # one row per member per evaluation
+    steps: int
+    epochs: int
+    wall_time: float
+    device: str
+
+
+def member_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per member, [K]; y holds class indices [K, B] or distributions [K, B, C]."""
+    if y.dim() == 3:
+        return -(y * logits.log_softmax(-1)).sum(-1).mean(1)
+    return F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+
+
+def build_regularizers(members: list[Member], device) -> list:
+    names = list(dict.fromkeys(n for m in members for n in m.regularizers))
+    return [regularizers.get(n)([m.regularizers.get(n) for m in members], device) for n in names]
+
+
+def make_optimizer(params, trainer):
+    # Adam and SGD are element-wise, so one optimizer over [K, ...] tensors updates each member exactly as its
+    # own optimizer would.
+    if trainer.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum)
+    return torch.optim.Adam(params, lr=trainer.lr)
+
+
+class Schedule:
+    """Minibatch order per seed: an independent permutation of the training split every epoch."""
+
+    def __init__(self, seeds: list[int], n_train: int, batch_size: int, device):
+        self.unique = list(dict.fromkeys(seeds))
+        self.slot = torch.tensor([self.unique.index(s) for s in seeds], device=device)
+        self.gens = [rng.generator(s, "order") for s in self.unique]
+        self.n, self.b, self.device = n_train, batch_size, device
+        self.steps_per_epoch = n_train // batch_size  # drop the ragged last batch: every member sees B examples
+
+    def epoch(self) -> torch.Tensor:
+        """[K, steps_per_epoch, B] indices for the next epoch, one copy to the device per epoch."""
+        used = self.steps_per_epoch * self.b
+        perms = torch.stack([torch.randperm(self.n, generator=g)[:used] for g in self.gens])
+        perms = perms.view(len(self.gens), self.steps_per_epoch, self.b).to(self.device, non_blocking=True)
+        return perms[self.slot]
+
+
+def train_population(splits, model_cfg, trainer, members: list[Member], device, progress=None) -> PopulationResult:
+    t0 = time.perf_counter()
+    k = len(members)
+    n_train = len(splits.y_train)
+    if trainer.batch_size > n_train:
+        raise UsageError(f"trainer.batch_size={trainer.batch_size}: larger than the training split ({n_train})")
+    seeds = [m.seed for m in members]
+    seeds_t = torch.tensor(seeds, device=device, dtype=torch.int64)
+
+    regs = build_regularizers(members, device)
+    hints = ModelHints.plain(k)
+    for r in regs:
+        r.hints(hints)
+    model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
+    opt = make_optimizer(model.parameters(), trainer)
+
+    schedule = Schedule(seeds, n_train, trainer.batch_size, device)
+    spe = schedule.steps_per_epoch
+    total_steps = trainer.steps or trainer.epochs * spe
+    total_epochs = math.ceil(total_steps / spe)
+    if progress is not None:
+        progress.start(total_epochs, k)
+
+    history: list[tuple[int, int, torch.Tensor]] = []
+    step = 0
+    epoch = 0
+    for epoch in range(1, total_epochs + 1):
+        order = schedule.epoch()
+        for i in range(min(spe, total_steps - step)):
+            idx = order[:, i]  # [K, B]
+            batch = Batch(splits.x_train[idx], splits.y_train[idx], splits.n_classes, splits.kind)
+            ctx = Context(seeds=seeds_t, step=step, train=True)
+            for r in regs:
+                batch = r.transform(batch, ctx)
+            loss = member_loss(model(batch.x, ctx), batch.y)
+            for r in regs:
+                pen = r.penalty(model)
+                if pen is not None:
+                    loss = loss + pen
+            # Members are independent, so the gradient of the sum is each member's own gradient.
+            loss.sum().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            for r in regs:
+                r.post_step(model, trainer.lr)
+            step += 1
+        if epoch % trainer.eval_every == 0 or step == total_steps:
+            metrics = evaluate(model, splits, seeds_t)
+            history.append((epoch, step, metrics))
+            if progress is not None:
+                progress.update(epoch, metrics[:, COLUMNS.index("val_acc")].max().item())
+    if progress is not None:
+        progress.close()
+
+    rows = []
+    for epoch_i, step_i, metrics in history:
+        values = metrics.cpu().tolist()
+        for j, m in enumerate(members):
+            rows.append(
+                {
+                    "member": j,
+                    "arm": m.arm,
+                    "seed": m.seed,
+                    "epoch": epoch_i,
+                    "step": step_i,
+                    **dict(zip(COLUMNS, values[j])),
+                }
+            )
+    return PopulationResult(
+        members=members,
+        final=history[-1][2].cpu(),
+        history=rows,
+        steps=step,
+        epochs=epoch,
+        wall_time=time.perf_counter() - t0,
+        device=str(device),
+    )

@@ -1,0 +1,40 @@
+"""Evaluation: loss and accuracy of every member on whole splits, in eval mode (no dropout, running BN stats).
+
+Train metrics are measured this way on the full training split too, never as a running average of training
+losses, so the gap compares like with like.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from regbench.models.layers import Context
+
+SPLITS = ("train", "val", "test")
+COLUMNS = tuple(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc"))  # order of the metrics tensor's columns
+
+# Elements of logits-sized activations per evaluation chunk; bounds memory for large populations.
+_CHUNK_ELEMENTS = 1 << 24
+
+
+@torch.no_grad()
+def evaluate(model, splits, seeds: torch.Tensor) -> torch.Tensor:
+    """[K, 6] tensor on the model's device, columns as COLUMNS. Performs no host synchronisation."""
+    ctx = Context(seeds=seeds, step=0, train=False)
+    k = seeds.numel()
+    cols = []
+    for split in SPLITS:
+        x, y = splits.split(split)
+        n = len(y)
+        rows = max(1, _CHUNK_ELEMENTS // (k * max(256, x[0].numel())))
+        loss_sum = torch.zeros(k, device=x.device)
+        correct = torch.zeros(k, device=x.device)
+        for start in range(0, n, rows):
+            xc, yc = x[start : start + rows], y[start : start + rows]
+            logits = model(xc, ctx)  # [K, n, C]
+            target = yc.expand(k, -1)
+            loss_sum += F.cross_entropy(logits.transpose(1, 2), target, reduction="none").sum(1)
+            correct += (logits.argmax(-1) == target).sum(1)
+        cols += [loss_sum / n, correct / n]
+    return torch.stack(cols, dim=1)

@@ -1,0 +1,44 @@
+"""Shared helpers: compose the real config with tiny settings, and run the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from regbench.paths import config_dir
+
+# Small enough to train in well under a second, large enough to separate train from validation.
+TINY = ["dataset.num_samples=600", "trainer.epochs=2", "trainer.seeds=2", "trainer.progress=off"]
+
+torch.set_num_threads(1)  # tests compare numbers, and 2 CI cores are shared with the subprocess tests
+
+
+@pytest.fixture
+def compose_cfg():
+    def _compose(*overrides: str):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir(), version_base="1.3"):
+            return compose("config", overrides=list(overrides))
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "REGBENCH_DEBUG")}
+    env["CI"] = "true"
+    return subprocess.run(
+        [sys.executable, "-m", "regbench.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

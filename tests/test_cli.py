@@ -1,0 +1,68 @@
+"""The commands a user types, run for real in a subprocess with tiny budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from regbench import __version__
+
+from .conftest import TINY, run_cli
+
+
+def test_run_trains_records_and_prints_the_table(tmp_path):
+    r = run_cli("run", *TINY, "trainer.seeds=3", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    for label in ("baseline", "Δ l2+dropout", "train acc", "gap: train − val acc"):
+        assert label in r.stdout
+    (record_path,) = tmp_path.glob("results/runs/*/*/result.json")
+    record = json.loads(record_path.read_text())
+    assert len(record["members"]) == 6  # {baseline, l2+dropout} x 3 seeds, one process
+    assert (record_path.parent / "history.csv").is_file()
+    assert (record_path.parent / ".hydra" / "config.yaml").is_file()
+
+
+def test_multirun_writes_one_folder_per_job(tmp_path):
+    r = run_cli("run", "-m", "regularizers=[l1],[dropout]", *TINY, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    found = sorted(tmp_path.glob("results/sweeps/*/*/*/result.json"))
+    assert len(found) == 2
+    arms = {json.loads(p.read_text())["members"][-1]["arm"] for p in found}
+    assert arms == {"l1", "dropout"}
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["regularizers=[l2,foo]"], "regularizers: unknown name 'foo'; known: dropout, l1, l2"),
+        (["dataset=imagenet"], "dataset: unknown name 'imagenet'; known: digits, mnist1d"),
+        (["model=transformer"], "model: unknown name 'transformer'; known: cnn, mlp"),
+        (["-m", "regularizers=[l1],[bogus]"], "regularizers: unknown name 'bogus'; known: dropout, l1, l2"),
+        (["regularizers.dropout.p=1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),
+        (["-m", "regularizers.dropout.p=0.1,1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),
+        (["trainer.lrr=0.1"], "trainer.lrr: unknown key; allowed: optimizer, lr, momentum"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, args, message):
+    r = run_cli("run", *args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"regbench: error: {message}")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    r = run_cli("run", "--cfg", "job", "model=cnn", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "channels: 25" in r.stdout and "regularizers:" in r.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_list_and_version(tmp_path):
+    r = run_cli("list", cwd=tmp_path)
+    assert r.returncode == 0
+    for name in ("mnist1d", "digits", "mlp", "cnn", "l1", "l2", "dropout", "[0.0, 1.0)"):
+        assert name in r.stdout
+    v = run_cli("--version", cwd=tmp_path)
+    assert v.stdout.strip() == f"regbench {__version__}"

@@ -1,0 +1,91 @@
+"""The member-batched engine: members are independent, paired by seed, and equal to themselves trained alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from regbench import data, models
+from regbench.config import validate_config
+from regbench.models.base import ModelHints
+from regbench.train.engine import Schedule, train_population
+from regbench.train.metrics import COLUMNS, evaluate
+from regbench.train.population import members_for
+
+from .conftest import TINY
+
+
+def _spec(compose_cfg, *overrides):
+    return validate_config(compose_cfg(*TINY, *overrides))
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_member_in_population_matches_member_trained_alone(compose_cfg, model):
+    # dropout draws masks, so this also checks that randomness follows the member's seed, not its position
+    spec = _spec(compose_cfg, f"model={model}", "trainer.seeds=3", "regularizers=[l2,dropout]")
+    splits = data.load(spec.dataset)
+    members = members_for(spec)  # 3 baseline + 3 regularized
+    together = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    for j in (1, 4):  # a baseline member and a regularized member, each from the middle of the population
+        alone = train_population(splits, spec.model, spec.trainer, [members[j]], "cpu")
+        torch.testing.assert_close(alone.final[0], together.final[j], rtol=1e-4, atol=1e-4)
+
+
+def test_paired_members_share_initial_weights_and_minibatches(compose_cfg):
+    spec = _spec(compose_cfg, "regularizers=[dropout]")
+    members = members_for(spec)  # seeds 0, 1 (baseline) then 0, 1 (dropout)
+    seeds = [m.seed for m in members]
+    model = models.build(spec.model, (40,), "sequence", 10, seeds, ModelHints.plain(len(members)))
+    w = model.weights[0]
+    torch.testing.assert_close(w[0], w[2], rtol=0, atol=0)  # seed 0, both arms
+    assert not torch.equal(w[0], w[1])  # different seeds differ
+    order = Schedule(seeds, 500, 50, "cpu").epoch()
+    assert torch.equal(order[0], order[2]) and not torch.equal(order[0], order[1])
+
+
+def test_train_metrics_are_eval_mode_on_the_full_training_split(compose_cfg):
+    spec = _spec(compose_cfg, "regularizers=[dropout]", "regularizers.dropout.p=0.5")
+    splits = data.load(spec.dataset)
+    members = members_for(spec)
+    k = len(members)
+    hints = ModelHints.plain(k)
+    hints.dropout = torch.full((k,), 0.5)
+    model = models.build(spec.model, splits.input_shape, splits.kind, 10, [m.seed for m in members], hints)
+    seeds = torch.tensor([m.seed for m in members])
+    metrics = evaluate(model, splits, seeds)
+    assert torch.equal(metrics, evaluate(model, splits, seeds))  # no dropout at evaluation: deterministic
+    with torch.no_grad():  # the same numbers by hand, member 0, without the dropout layers at all
+        h = splits.x_train
+        for lin in model.hidden:
+            h = (h @ lin.weight[0] + lin.bias[0]).relu()
+        logits = h @ model.head.weight[0] + model.head.bias[0]
+        acc = (logits.argmax(1) == splits.y_train).float().mean()
+        loss = torch.nn.functional.cross_entropy(logits, splits.y_train)
+    torch.testing.assert_close(metrics[0, COLUMNS.index("train_acc")], acc)
+    torch.testing.assert_close(metrics[0, COLUMNS.index("train_loss")], loss, rtol=1e-5, atol=1e-6)
+
+
+def test_validation_is_held_out_of_the_training_data(compose_cfg):
+    spec = _spec(compose_cfg)
+    splits = data.load(spec.dataset)
+    sizes = splits.sizes()
+    assert sizes["val"] == round(480 * 0.1) and sizes["train"] + sizes["val"] == 480
+    train_rows = {tuple(r) for r in splits.x_train.tolist()}
+    assert not any(tuple(r) in train_rows for r in splits.x_val.tolist())
+
+
+def test_baseline_overfits_mnist1d(compose_cfg):
+    """The default problem must show the gap regularizers are meant to close."""
+    spec = _spec(compose_cfg, "dataset.num_samples=5000", "trainer.epochs=30", "trainer.seeds=1", "regularizers=[]")
+    pop = train_population(data.load(spec.dataset), spec.model, spec.trainer, members_for(spec), "cpu")
+    final = dict(zip(COLUMNS, pop.final[0].tolist()))
+    assert final["train_acc"] >= 0.95
+    assert final["train_acc"] - final["val_acc"] > 0.15
+
+
+def test_batch_larger_than_training_split_is_refused(compose_cfg):
+    from regbench.errors import UsageError
+
+    spec = _spec(compose_cfg, "trainer.batch_size=10000")
+    with pytest.raises(UsageError, match=r"trainer.batch_size=10000: larger than the training split \(432\)"):
+        train_population(data.load(spec.dataset), spec.model, spec.trainer, members_for(spec), "cpu")

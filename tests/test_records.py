@@ -1,0 +1,65 @@
+"""Records: the schema users and the reporter rely on, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from regbench.experiment import run_experiment
+from regbench.results import records
+from regbench.train.metrics import COLUMNS
+
+from .conftest import TINY
+
+
+def test_record_schema_and_provenance(compose_cfg, tmp_path):
+    cfg = compose_cfg(*TINY, "regularizers=[l2]", "regularizers.l2.strength=0.001")
+    result = run_experiment(cfg)
+    path = records.save(result, tmp_path)
+    record = records.load(path)
+    assert record["format"] == "regbench.result/1"
+    assert record["job"]["regularizers"] == {"l2": {"strength": 0.001, "biases": False, "norms": False}}
+    assert [(m["arm"], m["seed"]) for m in record["members"]] == [
+        ("baseline", 0),
+        ("baseline", 1),
+        ("l2", 0),
+        ("l2", 1),
+    ]
+    for m in record["members"]:
+        assert set(m["final"]) == set(COLUMNS) | {"gap_acc", "gap_loss"}
+        assert m["final"]["gap_acc"] == pytest.approx(m["final"]["train_acc"] - m["final"]["val_acc"])
+        assert m["steps"] == 2 * (432 // 100)
+    prov = record["provenance"]
+    for key in ("regbench_version", "git_commit", "torch_version", "device", "config"):
+        assert key in prov
+    assert prov["device"] == "cpu"
+    assert prov["config"]["trainer"]["epochs"] == 2 and "hydra" not in prov["config"]
+    with open(tmp_path / records.HISTORY) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 2  # members x evaluations
+    assert set(COLUMNS) <= set(rows[0])
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "result.json"
+    records.atomic_write(target, "old")
+
+    def boom(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(records.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        records.atomic_write(target, "new")
+    assert target.read_text() == "old"
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("text", ["", "{", json.dumps({"format": "other"}), json.dumps([1, 2])])
+def test_load_refuses_incomplete_or_foreign_records(tmp_path, text):
+    path = tmp_path / "result.json"
+    path.write_text(text)
+    with pytest.raises(ValueError):
+        records.load(path)
