@@ -55,6 +55,7 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None) -> dict:
                 "regularizers": m.params(),
                 "final": final_metrics(finals[i]),
                 "epochs": pop.epochs,
+                "frozen_at_epoch": pop.frozen_at[i],
                 "steps": pop.steps,
             }
             for i, m in enumerate(members)

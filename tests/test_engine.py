@@ -89,3 +89,35 @@ def test_batch_larger_than_training_split_is_refused(compose_cfg):
     spec = _spec(compose_cfg, "trainer.batch_size=10000")
     with pytest.raises(UsageError, match=r"trainer.batch_size=10000: larger than the training split \(432\)"):
         train_population(data.load(spec.dataset), spec.model, spec.trainer, members_for(spec), "cpu")
+
+
+def test_a_frozen_member_stops_updating_while_the_others_train_on(compose_cfg, monkeypatch):
+    """The mechanism behind early stopping: a hook freezes member 1 after epoch 1; its weights stay put."""
+    from dataclasses import dataclass
+
+    from regbench import regularizers
+    from regbench.regularizers.base import Regularizer
+    from regbench.train.population import Member
+
+    seen = {}
+
+    @dataclass
+    class FreezeCfg:
+        pass
+
+    class FreezeAfterFirstEval(Regularizer):
+        name, Config = "freeze_test", FreezeCfg
+
+        def on_eval(self, model, epoch, metrics):
+            seen.setdefault(epoch, model.weights[0].detach().clone())
+            return self.active
+
+    monkeypatch.setitem(regularizers.REGULARIZERS, "freeze_test", FreezeAfterFirstEval)
+    spec = _spec(compose_cfg, "trainer.epochs=3")
+    members = [Member("baseline", 0), Member("frozen", 0, {"freeze_test": FreezeCfg()})]
+    seen.clear()
+    pop = train_population(data.load(spec.dataset), spec.model, spec.trainer, members, "cpu")
+    assert pop.frozen_at == [None, 1]
+    after_first, after_last = seen[1], seen[3]
+    torch.testing.assert_close(after_last[1], after_first[1], rtol=0, atol=0)  # frozen: unchanged
+    assert not torch.equal(after_last[0], after_first[0])  # the baseline kept training

@@ -9,7 +9,10 @@ Hooks, in the order the engine calls them:
   transform(batch, ctx)    each training step, before the forward pass: augment inputs or soften targets
   penalty(model) -> [K]    each training step: added to each member's loss
   post_step(model, lr)     after each optimizer step: projections, decoupled decay
-  stop(epoch, metrics)     after each evaluation: which members stop (early stopping)
+  on_eval(model, epoch, metrics) -> [K] bool
+                           after each evaluation (metrics: [K, 6] on the device, columns as train.metrics.COLUMNS):
+                           members to freeze from now on (early stopping); the engine stops updating them
+  on_end(model)            after training: e.g. restore each stopped member's best weights
 """
 
 from __future__ import annotations
@@ -65,7 +68,10 @@ class Regularizer:
     def post_step(self, model: MemberModel, lr: float) -> None:
         return None
 
-    def stop(self, epoch: int, history: torch.Tensor) -> torch.Tensor | None:
+    def on_eval(self, model: MemberModel, epoch: int, metrics: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def on_end(self, model: MemberModel) -> None:
         return None
 
 

@@ -26,6 +26,7 @@ from regbench.train.population import Member
 class PopulationResult:
     members: list[Member]
     final: torch.Tensor  # [K, 6] metrics at the end (columns as COLUMNS), on the CPU
+    frozen_at: list[int | None]  # per member: the epoch after which it stopped updating, None if it never did
     history: list[dict]  # one row per member per evaluation
     steps: int
     epochs: int
@@ -51,6 +52,46 @@ def make_optimizer(params, trainer):
     if trainer.optimizer == "sgd":
         return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum)
     return torch.optim.Adam(params, lr=trainer.lr)
+
+
+class Freezer:
+    """Keeps frozen members' parameters and running statistics unchanged while the rest train on.
+
+    Members freeze when a hook asks (early stopping) or, later, when they diverge. Which members are frozen is
+    only learned at an evaluation (a host sync happens there anyway), so steps pay nothing until one is.
+    """
+
+    def __init__(self, model, k: int, device):
+        self.k = k
+        self.mask = torch.zeros(k, dtype=torch.bool, device=device)
+        self.any = False
+        self.tensors = [p for p in model.parameters()] + [
+            b for b in model.buffers() if b.numel() % k == 0 and b.dim() > 0 and b.shape[0] % k == 0
+        ]
+        self.frozen_at: list[int | None] = [None] * k
+
+    def freeze(self, mask: torch.Tensor, epoch: int) -> None:
+        new = (mask & ~self.mask).tolist()
+        for j, is_new in enumerate(new):
+            if is_new:
+                self.frozen_at[j] = epoch
+        self.mask |= mask
+        self.any = any(a is not None for a in self.frozen_at)
+
+    def all_frozen(self) -> bool:
+        return all(a is not None for a in self.frozen_at)
+
+    def snapshot(self) -> list[torch.Tensor] | None:
+        return [t.detach().clone() for t in self.tensors] if self.any else None
+
+    @torch.no_grad()
+    def restore(self, saved: list[torch.Tensor] | None) -> None:
+        if saved is None:
+            return
+        keep = self.mask.view(self.k, 1)
+        for t, old in zip(self.tensors, saved):
+            view = t.view(self.k, -1)
+            view.copy_(torch.where(keep, old.view(self.k, -1), view))
 
 
 class Schedule:
@@ -86,6 +127,7 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
         r.hints(hints)
     model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
     opt = make_optimizer(model.parameters(), trainer)
+    freezer = Freezer(model, k, device)
 
     schedule = Schedule(seeds, n_train, trainer.batch_size, device)
     spe = schedule.steps_per_epoch
@@ -103,6 +145,7 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
             idx = order[:, i]  # [K, B]
             batch = Batch(splits.x_train[idx], splits.y_train[idx], splits.n_classes, splits.kind)
             ctx = Context(seeds=seeds_t, step=step, train=True)
+            saved = freezer.snapshot()
             for r in regs:
                 batch = r.transform(batch, ctx)
             loss = member_loss(model(batch.x, ctx), batch.y)
@@ -116,14 +159,24 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
             opt.zero_grad(set_to_none=True)
             for r in regs:
                 r.post_step(model, trainer.lr)
+            freezer.restore(saved)
             step += 1
         if epoch % trainer.eval_every == 0 or step == total_steps:
             metrics = evaluate(model, splits, seeds_t)
             history.append((epoch, step, metrics))
+            for r in regs:
+                stop = r.on_eval(model, epoch, metrics)
+                if stop is not None:
+                    freezer.freeze(stop.to(device), epoch)
             if progress is not None:
                 progress.update(epoch, metrics[:, COLUMNS.index("val_acc")].max().item())
+            if freezer.all_frozen():
+                break
     if progress is not None:
         progress.close()
+    for r in regs:
+        r.on_end(model)
+    final = evaluate(model, splits, seeds_t) if freezer.any else history[-1][2]
 
     rows = []
     for epoch_i, step_i, metrics in history:
@@ -141,7 +194,8 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
             )
     return PopulationResult(
         members=members,
-        final=history[-1][2].cpu(),
+        final=final.cpu(),
+        frozen_at=freezer.frozen_at,
         history=rows,
         steps=step,
         epochs=epoch,
