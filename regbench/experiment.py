@@ -38,6 +38,11 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None) -> dict:
     label = f"{spec.dataset.name}/{spec.model.name}/{'+'.join(spec.regularizers) or 'baseline'}"
     bar = progress.choose(spec.trainer.progress, label)
     pop = train_population(splits, spec.model, spec.trainer, members, device, bar)
+    return make_record(cfg, spec, splits.sizes(), pop, device)
+
+
+def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device) -> dict:
+    """A job's record from its trained population (also a job's share of a larger sweep population)."""
     finals = pop.final.tolist()
     return {
         "format": "regbench.result/1",
@@ -45,7 +50,7 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None) -> dict:
             "dataset": spec.dataset.name,
             "model": spec.model.name,
             "regularizers": spec.regularizer_params(),
-            "sizes": splits.sizes(),
+            "sizes": sizes,
         },
         "members": [
             {
@@ -58,7 +63,7 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None) -> dict:
                 "frozen_at_epoch": pop.frozen_at[i],
                 "steps": pop.steps,
             }
-            for i, m in enumerate(members)
+            for i, m in enumerate(pop.members)
         ],
         "wall_time_s": round(pop.wall_time, 3),
         "provenance": {**provenance.collect(device), "config": to_container(cfg)},

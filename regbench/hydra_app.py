@@ -10,8 +10,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
+from hydra_plugins.regbench_launcher.regbench_launcher import RegbenchLauncher
 from regbench.config import validate_config
 from regbench.errors import RegbenchError
 from regbench.experiment import run_experiment
@@ -21,6 +23,10 @@ from regbench.report.summary import render, summarize
 from regbench.results import records
 
 log = logging.getLogger("regbench")
+
+# Hydra finds plugins by walking the `hydra_plugins` namespace's paths, which an editable (PEP 660) install does
+# not expose; registering regbench's launcher by hand works for every kind of install.
+Plugins.instance().register(RegbenchLauncher)
 
 # Cached per config and copied by Hydra into each job of a sweep, so a run folder's suffix is drawn once.
 OmegaConf.register_new_resolver("regbench_uid", lambda: secrets.token_hex(3), use_cache=True, replace=True)
@@ -40,6 +46,11 @@ def run_job(cfg: DictConfig) -> float | None:
         result = run_experiment(cfg, spec)
     except RegbenchError as err:
         fail(err)
+    return finish_job(result)
+
+
+def finish_job(result: dict) -> float | None:
+    """Write a job's records into its Hydra folder and print its table (also for jobs trained in a batch)."""
     out = Path(HydraConfig.get().runtime.output_dir)
     path = records.save(result, out)
     render(summarize(members_frame(result)), title=f"{result['job']['dataset']} / {result['job']['model']}")

@@ -33,6 +33,29 @@ class PopulationResult:
     wall_time: float
     device: str
 
+    def select(self, indices: list[int]) -> PopulationResult:
+        """The result these members would have had trained on their own: a sweep job's share of a population.
+
+        Members never interact, so their numbers are their own; only the loop's length depends on the company
+        kept (a population runs until its last member freezes), so it is cut where these members' own run stops.
+        """
+        stops = [self.frozen_at[i] for i in indices]
+        last = max(stops) if all(s is not None for s in stops) else self.epochs
+        pos = {j: n for n, j in enumerate(indices)}
+        rows = [{**r, "member": pos[r["member"]]} for r in self.history if r["member"] in pos and r["epoch"] <= last]
+        rows.sort(key=lambda r: (r["epoch"], r["member"]))
+        steps = max((r["step"] for r in rows), default=self.steps) if last < self.epochs else self.steps
+        return PopulationResult(
+            members=[self.members[i] for i in indices],
+            final=self.final[indices],
+            frozen_at=stops,
+            history=rows,
+            steps=steps,
+            epochs=last,
+            wall_time=self.wall_time * len(indices) / len(self.members),
+            device=self.device,
+        )
+
 
 def member_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per member, [K]; y holds class indices [K, B] or distributions [K, B, C]."""

@@ -1,0 +1,78 @@
+"""regbench's Hydra launcher: a sweep batch's compatible jobs train as one population (regbench.sweep), then
+every job goes through Hydra's own run_job, so each keeps its folder, its .hydra/ files, its log, its JobReturn
+and the callbacks, exactly as under the basic launcher. It lives in `hydra_plugins` because Hydra instantiates
+launchers from that namespace only."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+
+class RegbenchLauncher(Launcher):
+    def __init__(self, memory_budget_mb: int = 2048) -> None:
+        self.budget_bytes = int(memory_budget_mb) << 20
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.task_function: TaskFunction | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from regbench.config import validate_config
+        from regbench.errors import RegbenchError
+        from regbench.hydra_app import finish_job
+        from regbench.sweep import Job, train_jobs
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Launching %d jobs as batched populations", len(job_overrides))
+        configs, jobs = [], []
+        for n, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + n
+            log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id = idx
+                cfg.hydra.job.num = idx
+                # what run_job will set: the record's config resolves before the job starts
+                cfg.hydra.runtime.output_dir = os.path.abspath(
+                    os.path.join(cfg.hydra.sweep.dir, cfg.hydra.sweep.subdir)
+                )
+            configs.append(cfg)
+            with contextlib.suppress(RegbenchError):  # such a job runs on its own below, which reports the problem
+                jobs.append(Job(n, cfg, validate_config(cfg)))
+
+        returns: dict[int, JobReturn] = {}
+
+        def finish(n: int, task) -> None:
+            returns[n] = run_job(
+                hydra_context=self.hydra_context,
+                task_function=task,
+                config=configs[n],
+                job_dir_key="hydra.sweep.dir",
+                job_subdir_key="hydra.sweep.subdir",
+            )
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+
+        try:
+            for n, record in train_jobs(jobs, self.budget_bytes):
+                finish(n, lambda _cfg, record=record: finish_job(record))
+        except RegbenchError as err:
+            log.info("batched training stopped (%s); the remaining jobs run one by one", err)
+        for n in range(len(configs)):
+            if n not in returns:
+                finish(n, self.task_function)
+        return [returns[n] for n in range(len(configs))]

@@ -1,0 +1,114 @@
+"""Sweep jobs as populations: the compatible jobs of a sweep batch train together, each baseline once.
+
+Jobs are compatible when they share the dataset, the model and the trainer's schedule (everything in `trainer`
+but the seeds and the progress display). Their members are pooled, a member wanted by several jobs (the baseline
+of a seed, above all) trains once, and each job then takes back its own members' numbers: members never
+interact, so these are the numbers the job would have produced alone. A pool larger than the memory budget is
+split into several populations.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from omegaconf import DictConfig
+
+from regbench import data, models, progress
+from regbench.config import Spec
+from regbench.experiment import make_record, resolve_device
+from regbench.models.base import ModelHints
+from regbench.models.layers import Context
+from regbench.train.engine import PopulationResult, member_loss, train_population
+from regbench.train.population import Member, members_for
+
+# Not part of a job's schedule: members carry their own seeds, and the display does not change the numbers.
+PER_JOB = ("seeds", "seed", "progress")
+
+
+@dataclass
+class Job:
+    index: int
+    cfg: DictConfig
+    spec: Spec
+
+
+def group_key(spec: Spec) -> str:
+    trainer = {k: v for k, v in vars(spec.trainer).items() if k not in PER_JOB}
+    return json.dumps([vars(spec.dataset), vars(spec.model), trainer], sort_keys=True, default=str)
+
+
+def member_key(m: Member) -> str:
+    return json.dumps([m.arm, m.seed, m.params()], sort_keys=True, default=str)
+
+
+def member_bytes(spec: Spec, splits) -> int:
+    """Memory one member needs while training: parameters, gradients and Adam's two moments, plus the
+    activations autograd keeps for one minibatch (counted from a real forward pass of a one-member model)."""
+    model = models.build(spec.model, splits.input_shape, splits.kind, splits.n_classes, [0], ModelHints.plain(1))
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    saved = 0
+
+    def pack(t):
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    x = splits.x_train[: spec.trainer.batch_size].cpu().unsqueeze(0)
+    y = splits.y_train[: spec.trainer.batch_size].cpu().unsqueeze(0)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        member_loss(model(x, Context(seeds=torch.zeros(1, dtype=torch.int64), train=True)), y)
+    # saved activations and their gradients; dropout masks and batch statistics come on top, hence the margin
+    return 4 * params + 3 * saved
+
+
+def merge(parts: list[PopulationResult]) -> PopulationResult:
+    """One result over the members of several populations trained one after another."""
+    rows, offset = [], 0
+    for part in parts:
+        rows += [{**r, "member": r["member"] + offset} for r in part.history]
+        offset += len(part.members)
+    return PopulationResult(
+        members=[m for p in parts for m in p.members],
+        final=torch.cat([p.final for p in parts]),
+        frozen_at=[a for p in parts for a in p.frozen_at],
+        history=rows,
+        steps=max(p.steps for p in parts),
+        epochs=max(p.epochs for p in parts),
+        wall_time=sum(p.wall_time for p in parts),
+        device=parts[0].device,
+    )
+
+
+def train_jobs(jobs: list[Job], budget_bytes: int) -> Iterator[tuple[int, dict]]:
+    """(job index, record) for every job, group by group as each group finishes."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(group_key(job.spec), []).append(job)
+    for n, group in enumerate(groups.values(), 1):
+        spec = group[0].spec
+        device = resolve_device(spec.trainer.device)
+        splits = data.load(spec.dataset).to(device)
+        pool: dict[str, int] = {}
+        wanted = []
+        for job in group:
+            wanted.append([pool.setdefault(member_key(m), len(pool)) for m in members_for(job.spec)])
+        members = [None] * len(pool)
+        for job, idx in zip(group, wanted):
+            for m, i in zip(members_for(job.spec), idx):
+                members[i] = m
+        size = max(1, budget_bytes // member_bytes(spec, splits))
+        parts = []
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            label = f"sweep group {n}/{len(groups)} ({len(group)} jobs), members {start + 1}-{start + len(chunk)}"
+            bar = progress.choose(spec.trainer.progress, label)
+            parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
+        pop = merge(parts)
+        for job, idx in zip(group, wanted):
+            yield job.index, make_record(job.cfg, job.spec, splits.sizes(), pop.select(idx), device)
+
+
+__all__ = ["Job", "group_key", "member_bytes", "member_key", "merge", "train_jobs"]
