@@ -1,0 +1,91 @@
+"""Sweeps: presets expand to the right jobs, and the batched launcher's records equal each job run alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from regbench import overrides, sweep
+from regbench.config import validate_config
+from regbench.errors import UsageError
+from regbench.experiment import run_experiment
+
+from .conftest import TINY, run_cli
+
+
+def test_batched_sweep_records_equal_each_job_run_alone(tmp_path, compose_cfg):
+    r = run_cli("run", "-m", "regularizers=[l1],[dropout]", *TINY, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "as batched populations" in r.stdout + r.stderr  # Hydra instantiated regbench's launcher, the default
+    for job in ("l1", "dropout"):
+        found = tmp_path.glob("results/sweeps/*/*/*/result.json")
+        (path,) = [p for p in found if json.loads(p.read_text())["members"][-1]["arm"] == job]
+        assert (path.parent / ".hydra" / "overrides.yaml").is_file() and (path.parent / "history.csv").is_file()
+        batched = json.loads(path.read_text())
+        alone = run_experiment(compose_cfg(f"regularizers=[{job}]", *TINY))
+        assert [(m["arm"], m["seed"]) for m in batched["members"]] == [(m["arm"], m["seed"]) for m in alone["members"]]
+        for b, a in zip(batched["members"], alone["members"]):
+            assert b["final"] == pytest.approx(a["final"], rel=1e-4, abs=1e-4)
+            assert (b["epochs"], b["steps"], b["frozen_at_epoch"]) == (a["epochs"], a["steps"], a["frozen_at_epoch"])
+        assert batched["provenance"]["config"] == alone["provenance"]["config"]
+        assert len(path.parent.joinpath("history.csv").read_text().splitlines()) == 1 + len(alone["history"])
+
+
+def _jobs(compose_cfg, *variants):
+    out = []
+    for i, v in enumerate(variants):
+        cfg = compose_cfg(*TINY, *v)
+        out.append(sweep.Job(i, cfg, validate_config(cfg)))
+    return out
+
+
+def test_jobs_share_baselines_and_split_by_memory_budget(compose_cfg, monkeypatch):
+    trained = []
+    real = sweep.train_population
+
+    def spy(splits, model_cfg, trainer, members, device, bar=None):
+        trained.append([(m.arm, m.seed) for m in members])
+        return real(splits, model_cfg, trainer, members, device, bar)
+
+    monkeypatch.setattr(sweep, "train_population", spy)
+    jobs = _jobs(compose_cfg, ["regularizers=[l1]"], ["regularizers=[l2]"], ["regularizers=[l2]", "trainer.lr=0.001"])
+    per_member = sweep.member_bytes(jobs[0].spec, sweep.data.load(jobs[0].spec.dataset))
+    records = dict(sweep.train_jobs(jobs, budget_bytes=3 * per_member))
+    # jobs 0 and 1 share a schedule: 2 baselines + 2 l1 + 2 l2 in populations of at most 3; job 2 apart, split too
+    assert [len(t) for t in trained] == [3, 3, 3, 1]
+    assert sorted(m for t in trained[:2] for m in t) == sorted(
+        [("baseline", 0), ("baseline", 1), ("l1", 0), ("l1", 1), ("l2", 0), ("l2", 1)]
+    )
+    alone = run_experiment(jobs[1].cfg, jobs[1].spec)
+    for b, a in zip(records[1]["members"], alone["members"]):
+        assert b["final"] == pytest.approx(a["final"], rel=1e-4, abs=1e-4)
+    base0 = [m["final"] for m in records[0]["members"] if m["arm"] == "baseline"]
+    assert base0 == [m["final"] for m in records[1]["members"] if m["arm"] == "baseline"]  # one shared baseline
+
+
+def test_population_result_select_renumbers_a_jobs_members(compose_cfg):
+    (job,) = _jobs(compose_cfg, ["regularizers=[l1]"])
+    pop = sweep.train_population(
+        sweep.data.load(job.spec.dataset), job.spec.model, job.spec.trainer, sweep.members_for(job.spec), "cpu"
+    )
+    part = pop.select([3, 0])
+    assert [(m.arm, m.seed) for m in part.members] == [("l1", 1), ("baseline", 0)]
+    torch.testing.assert_close(part.final, pop.final[[3, 0]])
+    assert {r["member"] for r in part.history} == {0, 1}
+    assert [r["train_acc"] for r in part.history if r["member"] == 0] == [
+        r["train_acc"] for r in pop.history if r["member"] == 3
+    ]
+
+
+@pytest.mark.parametrize("preset,jobs", [("singles", 9), ("ablation", 7), ("strengths", 5)])
+def test_presets_expand_and_every_job_is_validated(preset, jobs):
+    assert overrides.check(["-m", f"experiment={preset}"]) == jobs
+
+
+def test_a_preset_job_with_a_bad_value_is_refused_before_anything_runs():
+    with pytest.raises(UsageError, match=r"^trainer.lr=0.0: must be in \(0.0, 10.0\]$"):
+        overrides.check(["-m", "experiment=singles", "trainer.lr=0.0"])
+    with pytest.raises(UsageError, match=r"^experiment: unknown name 'nope'; known: ablation, singles, strengths$"):
+        overrides.check(["-m", "experiment=nope"])
