@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.regbench_launcher.regbench_launcher import RegbenchLauncher
@@ -40,7 +42,17 @@ def fail(err: RegbenchError):
     sys.exit(err.exit_code)
 
 
+def pin_gpu() -> None:
+    """Under a multi-process launcher (joblib, submitit), job n takes GPU n mod the visible count: one device per
+    process. (regbench's own launcher trains every population in its one process and does not come here.)"""
+    count = torch.cuda.device_count()
+    hc = HydraConfig.get()
+    if count > 1 and hc.mode == RunMode.MULTIRUN:
+        torch.cuda.set_device(hc.job.num % count)
+
+
 def run_job(cfg: DictConfig) -> float | None:
+    pin_gpu()
     try:
         spec = validate_config(cfg)
         result = run_experiment(cfg, spec)

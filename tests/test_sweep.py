@@ -89,3 +89,29 @@ def test_a_preset_job_with_a_bad_value_is_refused_before_anything_runs():
         overrides.check(["-m", "experiment=singles", "trainer.lr=0.0"])
     with pytest.raises(UsageError, match=r"^experiment: unknown name 'nope'; known: ablation, singles, strengths$"):
         overrides.check(["-m", "experiment=nope"])
+
+
+def test_each_process_of_a_multi_process_sweep_takes_its_own_gpu(monkeypatch):
+    from types import SimpleNamespace
+
+    from hydra.types import RunMode
+
+    from regbench import hydra_app
+
+    chosen = []
+    monkeypatch.setattr(hydra_app.torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(hydra_app.torch.cuda, "set_device", chosen.append)
+    for mode, num in [(RunMode.MULTIRUN, 6), (RunMode.RUN, 6)]:
+        hc = SimpleNamespace(mode=mode, job=SimpleNamespace(num=num))
+        monkeypatch.setattr(hydra_app.HydraConfig, "get", staticmethod(lambda hc=hc: hc))
+        hydra_app.pin_gpu()
+    assert chosen == [2]  # job 6 of a sweep on 4 GPUs; a single run keeps the default device
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["processes", "local"])
+def test_joblib_and_submitit_local_launchers_run_a_sweep(tmp_path, launcher):
+    r = run_cli("run", "-m", f"hydra/launcher={launcher}", "regularizers=[l1],[dropout]", *TINY, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = sorted(tmp_path.glob("results/sweeps/*/*/*/result.json"))
+    assert {json.loads(p.read_text())["members"][-1]["arm"] for p in found} == {"l1", "dropout"}
