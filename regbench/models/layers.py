@@ -72,14 +72,25 @@ class MemberDropout(nn.Module):
         super().__init__()
         self.register_buffer("p", p.float(), persistent=False)
         self.stream = rng.stream_id(stream)
+        # The hash that draws masks costs more than the layer's matmul: draw them only for the members that drop
+        # (a sweep population holds many baseline and penalty-only members). Known at build time: no sync later.
+        active = torch.nonzero(p > 0).flatten()
+        self.subset = active.numel() < p.numel()
+        self.register_buffer("active", active, persistent=False)
 
     def forward(self, x: torch.Tensor, ctx: Context, member_axis: int = 0) -> torch.Tensor:
         if not ctx.train:
             return x
         if member_axis == 0:  # [K, B, ...]
-            u = rng.uniform(ctx.seeds, ctx.step, self.stream, tuple(x.shape[1:]))
-            p = self.p.view(-1, *([1] * (x.dim() - 1)))
-            return x * (u >= p) / (1 - p)
+            shape = tuple(x.shape[1:])
+            if not self.subset:
+                u = rng.uniform(ctx.seeds, ctx.step, self.stream, shape)
+                p = self.p.view(-1, *([1] * (x.dim() - 1)))
+                return x * ((u >= p) * (1 / (1 - p)))
+            u = rng.uniform(ctx.seeds[self.active], ctx.step, self.stream, shape)
+            p = self.p[self.active].view(-1, *([1] * (x.dim() - 1)))
+            scale = torch.ones_like(x).index_copy(0, self.active, ((u >= p) * (1 / (1 - p))).to(x.dtype))
+            return x * scale
         # channel-folded layout [B, K*C, ...]: draw [K, B, C, ...] then fold members into channels
         b, kc = x.shape[:2]
         k = self.p.numel()

@@ -61,7 +61,9 @@ def member_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy per member, [K]; y holds class indices [K, B] or distributions [K, B, C]."""
     if y.dim() == 3:
         return -(y * logits.log_softmax(-1)).sum(-1).mean(1)
-    return F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(1)
+    # flattened to [K*B, C]: the [K, C, B] layout would copy the logits and take the slower 2-d loss kernels
+    k, b, c = logits.shape
+    return F.cross_entropy(logits.reshape(k * b, c), y.reshape(k * b), reduction="none").view(k, b).mean(1)
 
 
 def build_regularizers(members: list[Member], device) -> list:
@@ -72,9 +74,10 @@ def build_regularizers(members: list[Member], device) -> list:
 def make_optimizer(params, trainer):
     # Adam and SGD are element-wise, so one optimizer over [K, ...] tensors updates each member exactly as its
     # own optimizer would.
+    # fused: one kernel over all tensors per step instead of a dozen element-wise passes each (CPU and CUDA).
     if trainer.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum)
-    return torch.optim.Adam(params, lr=trainer.lr)
+        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum, fused=True)
+    return torch.optim.Adam(params, lr=trainer.lr, fused=True)
 
 
 class Freezer:
