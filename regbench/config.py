@@ -28,6 +28,10 @@ class TrainerConfig:
     steps: int | None = param(None, "optimizer steps; overrides epochs when set", ge=1)
     eval_every: int = param(1, "evaluate every this many epochs (and after the last step)", ge=1)
     device: str = param("auto", "auto picks CUDA when present", choices=["auto", "cpu", "cuda"])
+    precision: str = param(
+        "fp32", "bf16: autocast matmuls to bfloat16 (weights and optimizer stay fp32)", choices=["fp32", "bf16"]
+    )
+    compile: bool = param(False, "torch.compile the model (CUDA: with CUDA graphs); pays off for long runs")
     seeds: int = param(3, "seeds per arm (each seed pairs a baseline and a regularized member)", ge=1, le=10000)
     seed: int = param(0, "first seed; seeds are seed, seed+1, ...", ge=0)
     progress: str = param(

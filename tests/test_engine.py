@@ -121,3 +121,19 @@ def test_a_frozen_member_stops_updating_while_the_others_train_on(compose_cfg, m
     after_first, after_last = seen[1], seen[3]
     torch.testing.assert_close(after_last[1], after_first[1], rtol=0, atol=0)  # frozen: unchanged
     assert not torch.equal(after_last[0], after_first[0])  # the baseline kept training
+
+
+@pytest.mark.parametrize(
+    "knob", ["trainer.precision=bf16", pytest.param("trainer.compile=true", marks=pytest.mark.slow)]
+)
+def test_bf16_and_compile_train_the_same_members_to_nearby_numbers(compose_cfg, knob):
+    spec = _spec(compose_cfg, "trainer.epochs=1", "regularizers=[l2,dropout]")
+    fast = _spec(compose_cfg, "trainer.epochs=1", "regularizers=[l2,dropout]", knob)
+    splits = data.load(spec.dataset)
+    ref = train_population(splits, spec.model, spec.trainer, members_for(spec), "cpu")
+    got = train_population(splits, fast.model, fast.trainer, members_for(fast), "cpu")
+    tol = 0.05 if "bf16" in knob else 1e-4
+    torch.testing.assert_close(got.final, ref.final, rtol=tol, atol=tol)
+    assert got.steps == ref.steps
+    if "bf16" in knob:
+        assert not torch.equal(got.final, ref.final)  # autocast did run the matmuls in bfloat16

@@ -138,6 +138,15 @@ class Schedule:
         return perms[self.slot]
 
 
+def compiled(model, trainer, device):
+    """The model's forward, through torch.compile when asked; on CUDA with CUDA graphs (mode reduce-overhead),
+    which removes the per-kernel launch cost that dominates small members' steps."""
+    if not trainer.compile:
+        return model
+    mode = "reduce-overhead" if torch.device(device).type == "cuda" else None
+    return torch.compile(model, mode=mode, dynamic=False)
+
+
 def train_population(splits, model_cfg, trainer, members: list[Member], device, progress=None) -> PopulationResult:
     t0 = time.perf_counter()
     k = len(members)
@@ -153,6 +162,11 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
         r.hints(hints)
     model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
     opt = make_optimizer(model.parameters(), trainer)
+    forward = compiled(model, trainer, device)
+    # bf16 autocast, opt-in: matmuls in bfloat16, parameters, optimizer state and losses stay fp32
+    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=trainer.precision == "bf16")
+    # under torch.compile the step is a device tensor, so the compiled graph neither recompiles per step nor syncs
+    step_t = torch.zeros((), dtype=torch.int64, device=device) if trainer.compile else None
     freezer = Freezer(model, k, device)
 
     schedule = Schedule(seeds, n_train, trainer.batch_size, device)
@@ -170,11 +184,12 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
         for i in range(min(spe, total_steps - step)):
             idx = order[:, i]  # [K, B]
             batch = Batch(splits.x_train[idx], splits.y_train[idx], splits.n_classes, splits.kind)
-            ctx = Context(seeds=seeds_t, step=step, train=True)
+            ctx = Context(seeds=seeds_t, step=step if step_t is None else step_t, train=True)
             saved = freezer.snapshot()
             for r in regs:
                 batch = r.transform(batch, ctx)
-            loss = member_loss(model(batch.x, ctx), batch.y)
+            with autocast:
+                loss = member_loss(forward(batch.x, ctx).float(), batch.y)
             for r in regs:
                 pen = r.penalty(model)
                 if pen is not None:
@@ -187,6 +202,8 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
                 r.post_step(model, trainer.lr)
             freezer.restore(saved)
             step += 1
+            if step_t is not None:
+                step_t += 1
         if epoch % trainer.eval_every == 0 or step == total_steps:
             metrics = evaluate(model, splits, seeds_t)
             history.append((epoch, step, metrics))

@@ -1,0 +1,171 @@
+"""regbench against a textbook training loop, on the same sweep, in one process.
+
+  (a) textbook: one nn.Module and one torch.optim.Adam per run, loss.item() every step, runs one after another;
+  (b) regbench: the same runs as sweep jobs handed to its batched launcher's core (regbench.sweep.train_jobs):
+      one population, baselines shared.
+Sweep: MNIST-1D, MLP 40-100-100-10, batch 100, a fixed number of Adam steps, 8 regularizer settings x 4 seeds.
+Prints seconds per run, `speedup: <ratio>`, achieved GFLOP/s against an fp32 matmul peak measured here, peak
+memory and both sides' mean test accuracy.   make bench    (or: python bench/bench.py --steps 500 --device cuda)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import nn
+
+from regbench import data, sweep
+from regbench.config import validate_config
+from regbench.paths import config_dir
+
+SETTINGS = [  # (regularizer, override of its strength) x 8
+    ("l1", "strength", 1e-5), ("l1", "strength", 1e-4),
+    ("l2", "strength", 1e-5), ("l2", "strength", 1e-4), ("l2", "strength", 1e-3),
+    ("dropout", "p", 0.1), ("dropout", "p", 0.2), ("dropout", "p", 0.3),
+]  # fmt: skip
+SEEDS = 4
+DIMS = (40, 100, 100, 10)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak(device, n=1024, seconds=1.0) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(4):
+            a @ b
+        reps += 4
+        sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def flops_per_run(steps, batch, n_eval) -> float:
+    fwd = 2 * sum(i * o for i, o in zip(DIMS, DIMS[1:]))  # per example
+    bwd = fwd + 2 * sum(i * o for i, o in zip(DIMS[1:], DIMS[2:]))  # weight grads, input grads past layer 1
+    return steps * batch * (fwd + bwd) + n_eval * fwd
+
+
+def textbook_run(splits, reg, key, value, seed, steps, batch, device) -> float:
+    torch.manual_seed(seed)
+    p = value if reg == "dropout" else 0.0
+    layers = []
+    for i, (fi, fo) in enumerate(zip(DIMS, DIMS[1:])):
+        layers.append(nn.Linear(fi, fo))
+        if i < len(DIMS) - 2:
+            layers += [nn.ReLU(), nn.Dropout(p)]
+    model = nn.Sequential(*layers).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    weights = [m.weight for m in model if isinstance(m, nn.Linear)]
+    x, y = splits.x_train, splits.y_train
+    n, step = len(y), 0
+    while step < steps:
+        perm = torch.randperm(n, device=device)
+        for i in range(n // batch):
+            if step == steps:
+                break
+            idx = perm[i * batch : (i + 1) * batch]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            if reg == "l1":
+                loss = loss + value * sum(w.abs().sum() for w in weights)
+            if reg == "l2":
+                loss = loss + value * sum(w.square().sum() for w in weights)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            loss.item()  # what a textbook loop logs every step
+            step += 1
+    model.eval()
+    with torch.no_grad():
+        return (model(splits.x_test).argmax(1) == splits.y_test).float().mean().item()
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def mean_std(values):
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    args = ap.parse_args()
+    choice = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(choice)
+    torch.set_num_threads(args.threads or os.cpu_count())
+    runs = len(SETTINGS) * SEEDS
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"sweep: MNIST-1D, MLP {'-'.join(map(str, DIMS))}, batch {args.batch}, {args.steps} Adam steps, "
+          f"{len(SETTINGS)} settings x {SEEDS} seeds = {runs} runs")  # fmt: skip
+
+    peak = matmul_peak(device)
+    print(f"fp32 matmul peak (1024x1024): {peak:.1f} GFLOP/s")
+
+    jobs = []
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        for n, (reg, key, value) in enumerate(SETTINGS):
+            cfg = compose("config", overrides=[
+                f"regularizers=[{reg}]", f"regularizers.{reg}.{key}={value}", f"trainer.seeds={SEEDS}",
+                f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch}", "trainer.eval_every=100000",
+                f"trainer.device={device.type}", "trainer.progress=off",
+            ])  # fmt: skip
+            jobs.append(sweep.Job(n, cfg, validate_config(cfg)))
+    splits = data.load(jobs[0].spec.dataset).to(device)
+    n_eval = sum(splits.sizes().values())
+    work = flops_per_run(args.steps, args.batch, n_eval)
+
+    results = {}
+    for side in ("textbook", "regbench"):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        sync(device)
+        t0 = time.perf_counter()
+        if side == "textbook":
+            accs = [
+                textbook_run(splits, reg, key, value, seed, args.steps, args.batch, device)
+                for reg, key, value in SETTINGS
+                for seed in range(SEEDS)
+            ]
+            members = runs
+        else:
+            records = dict(sweep.train_jobs(jobs, budget_bytes=8 << 30))
+            accs = [m["final"]["test_acc"] for r in records.values() for m in r["members"] if m["arm"] != "baseline"]
+            members = runs + SEEDS  # the shared baselines are trained too, and counted against regbench
+        sync(device)
+        dt = time.perf_counter() - t0
+        gflops = work * members / dt / 1e9
+        results[side] = (dt / runs, accs)
+        acc_m, acc_s = mean_std(accs)
+        print(f"{side:9s}: {dt:7.2f} s total, {dt / runs:.4f} s/run, {gflops:6.1f} GFLOP/s "
+              f"({gflops / peak:.1%} of matmul peak), peak memory {peak_memory_mb(device):.0f} MB, "
+              f"test acc {acc_m:.4f} ± {acc_s:.4f}")  # fmt: skip
+    (tb, acc_tb), (rb, acc_rb) = results["textbook"], results["regbench"]
+    diff = statistics.mean(acc_rb) - statistics.mean(acc_tb)
+    noise = math.sqrt(statistics.variance(acc_tb) / len(acc_tb) + statistics.variance(acc_rb) / len(acc_rb))
+    print(f"test acc difference (regbench - textbook): {diff:+.4f}, seed noise (std error) {noise:.4f}")
+    print(f"speedup: {tb / rb:.2f}")
+
+
+if __name__ == "__main__":
+    main()
