@@ -34,12 +34,12 @@ test-all: install ## Run every test, the slow ones too
 	$(BIN)/python -m pytest -q
 
 lint: install ## ruff lint and format check
-	$(BIN)/ruff check regbench tests
-	$(BIN)/ruff format --check regbench tests
+	$(BIN)/ruff check regbench tests hydra_plugins bench
+	$(BIN)/ruff format --check regbench tests hydra_plugins bench
 
 format: install ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix regbench tests
-	$(BIN)/ruff format regbench tests
+	$(BIN)/ruff check --fix regbench tests hydra_plugins bench
+	$(BIN)/ruff format regbench tests hydra_plugins bench
 
 smoke: install ## A tiny end-to-end run, as CI would: two epochs, one seed
 	CI=true $(BIN)/regbench run trainer.epochs=2 trainer.seeds=1 dataset.num_samples=600
