@@ -57,6 +57,7 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None) -> dict:
                 "epochs": pop.epochs,
                 "frozen_at_epoch": pop.frozen_at[i],
                 "steps": pop.steps,
+                **pop.extras[i],
             }
             for i, m in enumerate(members)
         ],
