@@ -98,5 +98,62 @@ def list_options():
     console.print("Choose with e.g. dataset=digits model=cnn 'regularizers=[l2,dropout]' regularizers.l2.strength=1e-3")
 
 
+@app.command("early-stop")
+def early_stop(
+    folder: str = typer.Argument(..., help="A run folder holding history.csv (or the history.csv itself)."),
+    settings: list[str] = typer.Argument(None, help="early_stopping settings as key=value, e.g. criterion=gl"),
+):
+    """Replay early stopping on a recorded history, without training: when each member would stop, its best epoch.
+
+    \b
+    Examples:
+      regbench early-stop results/runs/2026-01-01/12-00-00-abc123
+      regbench early-stop results/runs/2026-01-01/12-00-00-abc123 criterion=gl gl_alpha=2 monitor=val_acc
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from regbench.errors import UsageError
+    from regbench.regularizers.early_stopping import EarlyStoppingConfig, replay
+    from regbench.results.records import HISTORY
+    from regbench.schema import validate
+
+    try:
+        path = Path(folder)
+        path = path / HISTORY if path.is_dir() else path
+        if not path.is_file():
+            raise UsageError(f"{folder}: no {HISTORY} there")
+        pairs = {}
+        for item in settings or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"{item}: expected key=value")
+            pairs[key] = yaml_value(value)
+        cfg = validate(pairs, EarlyStoppingConfig, "early_stopping")
+        out = replay(pd.read_csv(path), cfg)
+    except RegbenchError as err:
+        _fail(err)
+    table = Table(title=f"{path}: early stopping by {cfg.criterion} on {cfg.monitor}", title_justify="left")
+    for col in ("member", "arm", "seed", "stop epoch", "best epoch", "val acc", "test acc", "gap acc"):
+        table.add_column(col, justify="right" if col != "arm" else "left")
+    for r in out.itertuples():
+        stop = "—" if pd.isna(r.stop_epoch) else str(int(r.stop_epoch))
+        cells = [r.member, r.arm, r.seed, stop, r.best_epoch]
+        table.add_row(*map(str, cells), f"{r.val_acc:.3f}", f"{r.test_acc:.3f}", f"{r.gap_acc:.3f}")
+    Console().print(table)
+    Console().print("metrics at each member's best epoch before its stop (— : no stop within the budget)", style="dim")
+
+
+def yaml_value(text: str):
+    """A command-line value typed as YAML types it (2 -> int, 0.5 -> float, true -> bool), as Hydra would."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 if __name__ == "__main__":
     app()
