@@ -100,7 +100,9 @@ def test_members_with_different_criteria_stop_as_each_would_alone():
 
 def test_a_stopped_member_has_its_best_weights_back_and_records_its_epochs(compose_cfg):
     spec = validate_config(
-        compose_cfg(*TINY, "trainer.epochs=12", "regularizers=[early_stopping]", "regularizers.early_stopping.patience=2")
+        compose_cfg(
+            *TINY, "trainer.epochs=12", "regularizers=[early_stopping]", "regularizers.early_stopping.patience=2"
+        )
     )
     splits = data.load(spec.dataset)
     members = members_for(spec)  # baseline 0, 1; early_stopping 0, 1

@@ -123,6 +123,15 @@ def test_batch_norm_regularizer_switches_it_on_per_member():
     assert len(mlp(3, hints).bns) == 2
 
 
+def test_the_bias_before_batch_norm_gets_no_gradient_only_for_members_with_it():
+    hints = ModelHints.plain(3)
+    reg("batch_norm", None, {}, {}).hints(hints)
+    model = mlp(3, hints)
+    model(torch.randn(3, 32, 40), ctx()).sum().backward()
+    g = model.hidden[0].bias.grad  # [K, 1, width]
+    assert g[0].abs().sum() > 0 and torch.equal(g[1:], torch.zeros_like(g[1:]))
+
+
 def test_batch_norm_uses_batch_statistics_in_training_and_running_ones_at_eval_per_member():
     bn = MemberBatchNorm(torch.tensor([False, True, True]), channels=5)
     gen = torch.Generator().manual_seed(0)

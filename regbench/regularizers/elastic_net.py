@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from regbench.regularizers.base import Regularizer, penalized
 from regbench.schema import param
 
