@@ -134,15 +134,17 @@ def early_stop(
         out = replay(pd.read_csv(path), cfg)
     except RegbenchError as err:
         _fail(err)
-    table = Table(title=f"{path}: early stopping by {cfg.criterion} on {cfg.monitor}", title_justify="left")
+    console = Console()
+    console.print(str(path), style="dim", soft_wrap=True)
+    table = Table(title=f"early stopping by {cfg.criterion} on {cfg.monitor}", title_justify="left")
     for col in ("member", "arm", "seed", "stop epoch", "best epoch", "val acc", "test acc", "gap acc"):
         table.add_column(col, justify="right" if col != "arm" else "left")
     for r in out.itertuples():
         stop = "—" if pd.isna(r.stop_epoch) else str(int(r.stop_epoch))
         cells = [r.member, r.arm, r.seed, stop, r.best_epoch]
         table.add_row(*map(str, cells), f"{r.val_acc:.3f}", f"{r.test_acc:.3f}", f"{r.gap_acc:.3f}")
-    Console().print(table)
-    Console().print("metrics at each member's best epoch before its stop (— : no stop within the budget)", style="dim")
+    console.print(table)
+    console.print("metrics at each member's best epoch before its stop (— : no stop within the budget)", style="dim")
 
 
 def yaml_value(text: str):

@@ -13,7 +13,7 @@ from regbench.train.engine import train_population
 from regbench.train.metrics import COLUMNS
 from regbench.train.population import members_for
 
-from .conftest import TINY, run_cli
+from .conftest import TINY
 
 
 def rows(val_loss, train_loss=None, val_acc=None):
@@ -133,20 +133,26 @@ def test_a_stopped_member_has_its_best_weights_back_and_records_its_epochs(compo
         assert again.at[es, "stop_epoch"] == pop.extras[es]["stop_epoch"]  # its own frozen tail changes nothing
 
 
-def test_early_stop_command_replays_a_recorded_run(tmp_path):
-    r = run_cli("run", *TINY, "trainer.epochs=8", "regularizers=[early_stopping]", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    (folder,) = [p.parent for p in tmp_path.glob("results/runs/*/*/result.json")]
-    import json
+def test_early_stop_command_replays_a_recorded_run(compose_cfg, tmp_path):
+    from typer.testing import CliRunner
 
-    members = json.loads((folder / "result.json").read_text())["members"]
+    from regbench.cli import app
+    from regbench.experiment import run_experiment
+    from regbench.results import records
+
+    result = run_experiment(compose_cfg(*TINY, "trainer.epochs=8", "regularizers=[early_stopping]"))
+    records.save(result, tmp_path)
+    members = records.load(tmp_path / "result.json")["members"]
     assert all("best_epoch" in m and "stop_epoch" in m for m in members if m["arm"] == "early_stopping")
-    out = run_cli("early-stop", str(folder), "criterion=gl", "gl_alpha=1", cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
+    runner = CliRunner()
+    out = runner.invoke(app, ["early-stop", str(tmp_path), "criterion=gl", "gl_alpha=1"], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
     assert "early stopping by gl on val_loss" in out.stdout and "best epoch" in out.stdout
-    bad = run_cli("early-stop", str(folder), "criterion=later", cwd=tmp_path)
-    assert bad.returncode == 2
+    bad = runner.invoke(app, ["early-stop", str(tmp_path), "criterion=later"])
+    assert bad.exit_code == 2
     assert bad.stderr == "regbench: error: early_stopping.criterion='later': must be one of patience, gl, pq, up\n"
+    missing = runner.invoke(app, ["early-stop", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and missing.stderr.endswith("nowhere: no history.csv there\n")
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ SCALE, SHIFT, JITTER, PAD = 0.4, 0.25, 0.1, 1 / 8
 
 @dataclass
 class AugmentConfig:
-    strength: float = param(1.0, "0 is off, 1 the reference magnitudes (see the module's docstring)", ge=0.0, le=4.0)
+    strength: float = param(0.5, "0 is off, 1 the reference magnitudes (see the module's docstring)", ge=0.0, le=4.0)
     flip: bool = param(True, "images: flip horizontally with probability 1/2")
 
 
