@@ -45,7 +45,7 @@ def load_frame(paths: Iterable[str | Path]) -> pd.DataFrame:
             record = records.load(path)
             frames.append(members_frame(record, source=str(path.parent)))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            reason = str(err).removeprefix(f"{path}: ") or type(err).__name__
+            reason = f"missing field {err}" if isinstance(err, KeyError) else str(err).removeprefix(f"{path}: ")
             warn(f"skipped {path}: {reason}")
     if not frames:
         where = ", ".join(str(p) for p in paths)

@@ -79,7 +79,7 @@ def learning_curves(members: pd.DataFrame, out: Path) -> list[Path]:
             h = pd.concat(parts).drop_duplicates(["seed", "epoch"])
             _band(ax, h, "train_acc", COLORS[arm], "-", f"{arm} train")
             _band(ax, h, "val_acc", COLORS[arm], "--", f"{arm} val")
-        ax.set(xlabel="epoch", ylabel="accuracy", title=f"{key[0]} / {key[1]}: {key[3]}"[:90])
+        ax.set(xlabel="epoch", ylabel="accuracy (mean ± std over seeds)", title=f"{key[0]} / {key[1]}: {key[3]}"[:90])
         ax.title.set_fontsize(9)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

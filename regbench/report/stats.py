@@ -34,20 +34,16 @@ def dedupe(df: pd.DataFrame) -> pd.DataFrame:
 def paired_deltas(df: pd.DataFrame) -> pd.DataFrame:
     """A row per regularized member: its metrics minus its baseline's, the same seed in the same context."""
     base = df[df["arm"] == BASELINE]
-    reg = dedupe(df[df["arm"] != BASELINE])
-    own = reg.join(
-        base.drop_duplicates(["source", "seed"]).set_index(["source", "seed"])[METRICS],
-        on=["source", "seed"],
-        rsuffix="_base",
-        how="inner",
-    )
-    rest = reg[~reg.index.isin(own.index)]
-    other = rest.join(base.drop_duplicates(SAME).set_index(SAME)[METRICS], on=SAME, rsuffix="_base", how="inner")
-    joined = pd.concat([own, other])
+    reg = dedupe(df[df["arm"] != BASELINE]).reset_index()
+    own_keys = ["source", "seed"]
+    own = reg.merge(base.drop_duplicates(own_keys)[own_keys + METRICS], on=own_keys, suffixes=("", "_base"))
+    rest = reg[~reg["index"].isin(own["index"])]
+    other = rest.merge(base.drop_duplicates(SAME)[SAME + METRICS], on=SAME, suffixes=("", "_base"))
+    joined = pd.concat([own, other]).set_index("index").sort_index()
     out = joined[GROUP + ["arm", "seed", "source", "member"]].copy()
     for m in METRICS:
         out[m] = joined[m] - joined[f"{m}_base"]
-    return out.sort_index()
+    return out
 
 
 def t_interval(values) -> tuple[float, float, float]:
@@ -106,8 +102,8 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
 
     Holm's correction depends on which comparisons a table shows: apply `adjust` once the table is filtered.
     """
+    deltas = paired_deltas(df)  # before deduplicating: a member's own record keeps its own baseline
     df = dedupe(df)
-    deltas = paired_deltas(df)
     by_group = {key: g for key, g in deltas.groupby(GROUP, sort=False)}
     labels = context_labels(df["context"])
     rows = []
