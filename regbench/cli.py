@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -169,7 +170,7 @@ def report(
 def _rich_text(table) -> str:
     from regbench.report import formats
 
-    console = Console(record=True, width=160, file=open(os.devnull, "w"))  # noqa: SIM115
+    console = Console(record=True, width=160, file=io.StringIO())
     formats.rich(table, console)
     return console.export_text()
 
