@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 import regbench
-from regbench.errors import RegbenchError
+from regbench.errors import RegbenchError, UsageError
 
 app = typer.Typer(
     help="Compare regularizers by the train/validation gap they leave, against a paired unregularized baseline.",
@@ -155,6 +157,93 @@ def yaml_value(text: str):
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+REPORT_HELP = """One gap table over every record (result.json) below PATHS: runs, sweeps, nested sweeps.
+
+Groups are dataset x model x regularizers with their settings (and trainer/data settings when they differ).
+Each regularized member is paired with the baseline of the same seed; Δgap, Δval and Δtest are shown as mean with
+a 95% t-interval over seeds and a paired t-test p-value, Holm-corrected over the table's comparisons.
+
+\b
+Examples:
+  regbench report results/
+  regbench report results/sweeps/2026-11-24 --format markdown --output gap.md
+  regbench report results/ --regularizer dropout --sort d_gap_acc --plots figures/
+"""
+
+Paths = typer.Argument(..., help="Folders (searched recursively) or result.json files.", show_default=False)
+Datasets = typer.Option([], "--dataset", help="Only this dataset (repeatable).")
+Models = typer.Option([], "--model", help="Only this model (repeatable).")
+Regs = typer.Option([], "--regularizer", help="Only groups using this regularizer, with their baselines (repeatable).")
+
+
+def _table(paths, dataset, model, regularizer, sort=None, descending=False):
+    from regbench.report.build import build
+    from regbench.report.collect import load_frame
+
+    try:
+        frame = load_frame(paths)
+        return frame, build(paths, dataset, model, regularizer, sort, descending, frame=frame)
+    except RegbenchError as err:
+        _fail(err)
+
+
+def _plots(table, frame, out) -> None:
+    from regbench.report.plots import plot_all
+
+    for path in plot_all(table, frame, out):
+        print(f"wrote {path}")
+
+
+@app.command(help=REPORT_HELP)
+def report(
+    paths: list[str] = Paths,
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv, json or latex."),
+    output: str = typer.Option(None, "--output", "-o", help="Write the table to this file (atomically)."),
+    sort: str = typer.Option(None, "--sort", help="Sort rows by this column of the csv/json output, e.g. d_gap_acc."),
+    descending: bool = typer.Option(False, "--descending", help="Sort from the largest value down."),
+    dataset: list[str] = Datasets,
+    model: list[str] = Models,
+    regularizer: list[str] = Regs,
+    plots: str = typer.Option(None, "--plots", help="Also write PNG plots into this folder."),
+):
+    from regbench.report import formats
+    from regbench.results.records import atomic_write
+
+    if fmt not in formats.FORMATS:
+        _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))
+    frame, table = _table(paths, dataset, model, regularizer, sort, descending)
+    if output:
+        text = formats.render(table, fmt) if fmt != "rich" else _rich_text(table)
+        atomic_write(Path(output), text)
+        print(f"wrote {output}")
+    elif fmt == "rich":
+        formats.rich(table)
+    else:
+        sys.stdout.write(formats.render(table, fmt))
+    if plots:
+        _plots(table, frame, plots)
+
+
+def _rich_text(table) -> str:
+    from regbench.report import formats
+
+    console = Console(record=True, width=160, file=io.StringIO())
+    formats.rich(table, console)
+    return console.export_text()
+
+
+@app.command(help="Write the report's PNG plots (learning curves, Δgap bars, regularization paths) into --out.")
+def plot(
+    paths: list[str] = Paths,
+    out: str = typer.Option("plots", "--out", help="Folder for the PNG files."),
+    dataset: list[str] = Datasets,
+    model: list[str] = Models,
+    regularizer: list[str] = Regs,
+):
+    frame, table = _table(paths, dataset, model, regularizer)
+    _plots(table, frame, out)
 
 
 if __name__ == "__main__":
