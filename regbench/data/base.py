@@ -106,7 +106,9 @@ def _stat_axes(kind: str, ndim: int) -> tuple[int, ...]:
 def _as_float(a: np.ndarray) -> np.ndarray:
     if a.dtype == np.uint8:
         return a.astype(np.float32) / 255.0
-    return a.astype(np.float32, copy=False)
+    if a.dtype.kind == "f":
+        return a  # float64 data are standardised in float64, then handed over as float32
+    return a.astype(np.float32)
 
 
 def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
@@ -131,10 +133,9 @@ def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
     y_val, y_te = raw.y_train[val_idx], raw.y_test
     if cfg.standardize:
         axes = _stat_axes(raw.kind, x_tr.ndim)
-        mean = x_tr.mean(axis=axes, keepdims=True, dtype=np.float64)
-        std = x_tr.std(axis=axes, keepdims=True, dtype=np.float64)
+        mean = x_tr.mean(axis=axes, keepdims=True)
+        std = x_tr.std(axis=axes, keepdims=True)
         std[std == 0] = 1.0  # a constant feature stays constant instead of becoming NaN
-        mean, std = mean.astype(np.float32), std.astype(np.float32)
         x_tr, x_val, x_te = ((a - mean) / std for a in (x_tr, x_val, x_te))
 
     def f32(a):
