@@ -133,9 +133,11 @@ def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
     y_val, y_te = raw.y_train[val_idx], raw.y_test
     if cfg.standardize:
         axes = _stat_axes(raw.kind, x_tr.ndim)
-        mean = x_tr.mean(axis=axes, keepdims=True)
-        std = x_tr.std(axis=axes, keepdims=True)
+        # accumulated in float64: float32 sums lose digits on large splits and on features far from zero
+        mean = x_tr.mean(axis=axes, keepdims=True, dtype=np.float64)
+        std = x_tr.std(axis=axes, keepdims=True, dtype=np.float64)
         std[std == 0] = 1.0  # a constant feature stays constant instead of becoming NaN
+        mean, std = mean.astype(x_tr.dtype), std.astype(x_tr.dtype)
         x_tr, x_val, x_te = ((a - mean) / std for a in (x_tr, x_val, x_te))
 
     def f32(a):
