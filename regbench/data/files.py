@@ -65,7 +65,7 @@ def finish(cfg: FileConfig, train: tuple, test: tuple | None, kind: str, source:
     top = int(max(y_tr.max(initial=0), y_te.max(initial=0)))
     n_classes = cfg.n_classes if cfg.n_classes is not None else top + 1
     if top >= n_classes:
-        src = source if y_tr.max(initial=0) == top else cfg.test_path
+        src = cfg.test_path if test is not None and y_tr.max(initial=0) < top else source
         raise RunError(f"{src}: label {top} out of range for dataset.n_classes={n_classes} (labels 0..{n_classes - 1})")
     if n_classes < 2:
         raise RunError(f"{source}: every label is 0; a classifier needs at least two classes")
