@@ -41,7 +41,11 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     "args,message",
     [
         (["regularizers=[l2,foo]"], f"regularizers: unknown name 'foo'; known: {KNOWN_REGS}"),
-        (["dataset=imagenet"], "dataset: unknown name 'imagenet'; known: digits, mnist1d"),
+        (
+            ["dataset=imagenet"],
+            "dataset: unknown name 'imagenet'; known: blobs, cifar10, csv, digits, fashion_mnist, mnist, mnist1d, "
+            "moons, npz",
+        ),
         (["model=transformer"], "model: unknown name 'transformer'; known: cnn, mlp"),
         (["-m", "regularizers=[l1],[bogus]"], f"regularizers: unknown name 'bogus'; known: {KNOWN_REGS}"),
         (["regularizers.dropout.p=1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),
