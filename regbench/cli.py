@@ -75,29 +75,23 @@ def run(ctx: typer.Context, overrides: list[str] = typer.Argument(None, help="Hy
 
 
 @app.command("list")
-def list_options():
-    """Show every dataset, model and regularizer with its parameters, defaults and allowed ranges."""
-    from regbench import data, models, regularizers
-    from regbench.config import TrainerConfig
-    from regbench.schema import describe
+def list_options(
+    what: str = typer.Argument(None, help="Only this group (dataset, model, regularizers, trainer) or option."),
+):
+    """Show every dataset, model and regularizer with its parameters, defaults and allowed ranges.
 
-    console = Console()
-    sections = [
-        ("dataset", {n: (e.schema, e.summary) for n, e in data.DATASETS.items()}),
-        ("model", {n: (e.schema, e.summary) for n, e in models.MODELS.items()}),
-        ("regularizers", {n: (c.Config, c.summary) for n, c in regularizers.REGULARIZERS.items()}),
-        ("trainer", {"default": (TrainerConfig, "optimizer, budget, device and seeds")}),
-    ]
-    for group, entries in sections:
-        table = Table(title=f"{group}", title_justify="left", show_lines=False)
-        for col in ("option", "parameter", "default", "allowed", "meaning"):
-            table.add_column(col, overflow="fold")
-        for name, (schema, summary) in entries.items():
-            table.add_row(f"[bold]{name}[/bold]", "", "", "", summary)
-            for pname, default, allowed, help_ in describe(schema):
-                table.add_row("", pname, default, allowed, help_)
-        console.print(table)
-    console.print("Choose with e.g. dataset=digits model=cnn 'regularizers=[l2,dropout]' regularizers.l2.strength=1e-3")
+    \b
+    Examples:
+      regbench list
+      regbench list regularizers
+      regbench list dropout
+    """
+    from regbench.listing import show
+
+    try:
+        show(what)
+    except RegbenchError as err:
+        _fail(err)
 
 
 @app.command("early-stop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -84,3 +85,23 @@ def test_list_and_version(tmp_path):
                 assert part in r.stdout
     v = run_cli("--version", cwd=tmp_path)
     assert v.stdout.strip() == f"regbench {__version__}"
+
+
+def test_list_narrows_to_a_group_or_an_option_and_refuses_unknown_ones(tmp_path):
+    from rich.console import Console
+
+    from regbench.listing import show
+
+    def listed(what):
+        console = Console(record=True, width=80, file=open(os.devnull, "w"))  # noqa: SIM115
+        show(what, console)
+        return console.export_text()
+
+    only_dropout = listed("dropout")
+    assert "input_p" in only_dropout and "coefficient of sum" not in only_dropout  # no l1/l2 rows
+    datasets = listed("dataset")
+    # fields every dataset shares are listed once, not under each dataset
+    assert datasets.count("val_fraction") == 1 and "mnist1d" in datasets and "dropout" not in datasets
+    r = run_cli("list", "transformers", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("regbench: error: list transformers: unknown group or option; known: ")
