@@ -62,6 +62,7 @@ def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device) -> dict:
                 "epochs": pop.epochs,
                 "frozen_at_epoch": pop.frozen_at[i],
                 "steps": pop.steps,
+                **pop.extras[i],
             }
             for i, m in enumerate(pop.members)
         ],

@@ -28,6 +28,7 @@ class PopulationResult:
     final: torch.Tensor  # [K, 6] metrics at the end (columns as COLUMNS), on the CPU
     frozen_at: list[int | None]  # per member: the epoch after which it stopped updating, None if it never did
     history: list[dict]  # one row per member per evaluation
+    extras: list[dict]  # per member: record fields contributed by regularizers (Regularizer.record)
     steps: int
     epochs: int
     wall_time: float
@@ -217,9 +218,12 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
                 break
     if progress is not None:
         progress.close()
+    changed = [r.on_end(model) for r in regs]  # a list, so every hook runs
+    final = evaluate(model, splits, seeds_t) if freezer.any or any(changed) else history[-1][2]
+    extras: list[dict] = [{} for _ in members]
     for r in regs:
-        r.on_end(model)
-    final = evaluate(model, splits, seeds_t) if freezer.any else history[-1][2]
+        for j, fields in enumerate(r.record() or []):
+            extras[j].update(fields)
 
     rows = []
     for epoch_i, step_i, metrics in history:
@@ -240,6 +244,7 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
         final=final.cpu(),
         frozen_at=freezer.frozen_at,
         history=rows,
+        extras=extras,
         steps=step,
         epochs=epoch,
         wall_time=time.perf_counter() - t0,
