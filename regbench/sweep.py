@@ -75,6 +75,7 @@ def merge(parts: list[PopulationResult]) -> PopulationResult:
         final=torch.cat([p.final for p in parts]),
         frozen_at=[a for p in parts for a in p.frozen_at],
         history=rows,
+        extras=[e for p in parts for e in p.extras],
         steps=max(p.steps for p in parts),
         epochs=max(p.epochs for p in parts),
         wall_time=sum(p.wall_time for p in parts),

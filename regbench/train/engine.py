@@ -51,6 +51,7 @@ class PopulationResult:
             final=self.final[indices],
             frozen_at=stops,
             history=rows,
+            extras=[self.extras[i] for i in indices],
             steps=steps,
             epochs=last,
             wall_time=self.wall_time * len(indices) / len(self.members),
