@@ -16,7 +16,7 @@ def test_run_trains_records_and_prints_the_table(tmp_path):
     assert r.returncode == 0, r.stderr
     for label in ("baseline", "Δ l2+dropout", "train acc", "gap: train − val acc"):
         assert label in r.stdout
-    (record_path,) = tmp_path.glob("results/runs/*/*/result.json")
+    (record_path,) = tmp_path.glob("results/jobs/*/result.json")
     record = json.loads(record_path.read_text())
     assert len(record["members"]) == 6  # {baseline, l2+dropout} x 3 seeds, one process
     assert (record_path.parent / "history.csv").is_file()
@@ -26,7 +26,7 @@ def test_run_trains_records_and_prints_the_table(tmp_path):
 def test_multirun_writes_one_folder_per_job(tmp_path):
     r = run_cli("run", "-m", "regularizers=[l1],[dropout]", *TINY, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    found = sorted(tmp_path.glob("results/sweeps/*/*/*/result.json"))
+    found = sorted(tmp_path.glob("results/jobs/*/result.json"))
     assert len(found) == 2
     arms = {json.loads(p.read_text())["members"][-1]["arm"] for p in found}
     assert arms == {"l1", "dropout"}

@@ -13,6 +13,9 @@ Hooks, in the order the engine calls them:
                            after each evaluation (metrics: [K, 6] on the device, columns as train.metrics.COLUMNS):
                            members to freeze from now on (early stopping); the engine stops updating them
   on_end(model)            after training: e.g. restore each stopped member's best weights
+  state_dict() / load_state_dict(state)
+                           whatever the regularizer keeps between steps (e.g. best weights so far), as tensors
+                           and plain containers: saved in checkpoints so a resumed run continues exactly
 """
 
 from __future__ import annotations
@@ -72,6 +75,12 @@ class Regularizer:
         return None
 
     def on_end(self, model: MemberModel) -> None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
         return None
 
 
