@@ -54,12 +54,13 @@ def preflight(spec: Spec) -> None:
         raise UsageError(f"trainer.batch_size={spec.trainer.batch_size}: larger than the training split ({n_train})")
 
 
-def final_metrics(values: list[float]) -> dict:
+def final_metrics(values: list[float], diverged: bool = False) -> dict:
+    """A diverged member's metrics are all null (its accuracy from NaN logits would be a number, and meaningless);
+    null also keeps result.json valid JSON, which NaN would not."""
     m = dict(zip(COLUMNS, values))
     m["gap_acc"] = m["train_acc"] - m["val_acc"]
     m["gap_loss"] = m["val_loss"] - m["train_loss"]
-    # a diverged member's NaN would make result.json invalid JSON; null reads as missing everywhere
-    return {k: (v if math.isfinite(v) else None) for k, v in m.items()}
+    return {k: (None if diverged or not math.isfinite(v) else v) for k, v in m.items()}
 
 
 def run_experiment(cfg: DictConfig, spec: Spec | None = None, folder: Path | None = None) -> dict:
@@ -95,7 +96,7 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None, folder: Path | Non
                 "arm": m.arm,
                 "seed": m.seed,
                 "regularizers": m.params(),
-                "final": final_metrics(finals[i]),
+                "final": final_metrics(finals[i], pop.diverged_at[i] is not None),
                 "epochs": pop.epochs,
                 "frozen_at_epoch": pop.frozen_at[i],
                 "diverged": pop.diverged_at[i] is not None,
