@@ -117,10 +117,13 @@ def check(args: list[str]) -> int:
     if print_only:
         return 0
     parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(overrides)
-    except HydraException as e:
-        raise UsageError(str(e).splitlines()[0]) from None
+    parsed = []
+    for o in overrides:
+        try:
+            parsed.append(parser.parse_override(o))
+        except HydraException as e:
+            detail = str(e).splitlines()[0]
+            raise UsageError(f"{o}: not a valid override ({detail}); expected key=value or group=[a,b]") from None
     _check_group_values(parsed)
     with initialize_config_dir(config_dir(), version_base="1.3", job_name="regbench"):
         if not multirun:

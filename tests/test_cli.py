@@ -30,6 +30,9 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
     assert len(found) == 2
     arms = {json.loads(p.read_text())["members"][-1]["arm"] for p in found}
     assert arms == {"l1", "dropout"}
+    (index,) = tmp_path.glob("results/sweeps/*/*/jobs.jsonl")  # the sweep's folder lists its jobs' folders
+    jobs = [json.loads(line) for line in index.read_text().splitlines()]
+    assert sorted((index.parent / j["dir"] / "result.json").resolve() for j in jobs) == [p.resolve() for p in found]
 
 
 @pytest.mark.parametrize(

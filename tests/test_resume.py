@@ -167,3 +167,13 @@ def test_a_traceback_only_with_debug(tmp_path, flag):
     else:
         assert "Traceback" in r.stderr
     assert r.returncode == 1 and not (tmp_path / "results").exists()
+
+
+def test_a_corrupt_record_is_not_taken_for_complete_the_job_runs_again(tmp_path):
+    assert run_cli("run", *ONE, cwd=tmp_path).returncode == 0
+    (path,) = _records(tmp_path)
+    path.write_text(path.read_text()[:100])  # as a copy cut short would leave it
+    r = run_cli("run", *ONE, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "records: " in r.stderr and "skipped" not in r.stderr
+    assert store.is_complete(path.parent)
