@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.regbench-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format smoke clean
+.PHONY: help install demo test test-all lint format smoke soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ format: install ## Apply ruff's fixes and formatting
 
 smoke: install ## A tiny end-to-end run, as CI would: two epochs, one seed
 	CI=true $(BIN)/regbench run trainer.epochs=2 trainer.seeds=1 dataset.num_samples=600
+
+soak: install ## Memory across a 200-job sweep in one process (RSS per 25 jobs; a few minutes)
+	$(BIN)/python bench/soak.py --jobs 200
 
 clean: ## Remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
