@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from rich.console import Console
 
 from regbench import data
 from regbench.config import validate_config
-from regbench.experiment import run_experiment
+from regbench.experiment import run_experiment, set_deterministic
 from regbench.report.frame import members_frame
 from regbench.report.summary import render, summarize
 from regbench.results import store
@@ -148,3 +149,17 @@ def test_a_held_lock_is_refused_without_waiting_and_released_after(tmp_path):
     with store.lock(tmp_path, wait=False):
         pass
 
+
+
+def test_the_deterministic_switch_sets_torch_up_and_changes_nothing_on_cpu(compose_cfg, monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        strict = run_experiment(compose_cfg(*TINY, "trainer.deterministic=true"))
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        plain = run_experiment(compose_cfg(*TINY))
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        set_deterministic(False)
+    assert [m["final"] for m in strict["members"]] == [m["final"] for m in plain["members"]]
+    assert strict["run_id"] != plain["run_id"]
