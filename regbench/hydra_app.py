@@ -71,7 +71,8 @@ def _report(out: Path, rid: str, status: str, error: str = "") -> None:
     if hc.mode == RunMode.MULTIRUN:
         sweep = Path(hc.sweep.dir)
         rel = os.path.relpath(out, sweep.resolve())
-        _append_line(sweep / "jobs.jsonl", {"num": hc.job.num, **entry, "dir": rel, "overrides": list(hc.overrides.task)})
+        line = {"num": hc.job.num, **entry, "dir": rel, "overrides": list(hc.overrides.task)}
+        _append_line(sweep / "jobs.jsonl", line)
     if os.environ.get(STATUS_ENV):
         _append_line(Path(os.environ[STATUS_ENV]), entry)
 

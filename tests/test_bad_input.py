@@ -59,7 +59,10 @@ CASES = [
         "dataset.val_fraction=0.999: leaves 0 training and 80 validation examples out of 80; "
         "must leave at least one of each",
     ),
-    (["dataset.num_samples=600", "trainer.batch_size=1000"], "trainer.batch_size=1000: larger than the training split (432)"),
+    (
+        ["dataset.num_samples=600", "trainer.batch_size=1000"],
+        "trainer.batch_size=1000: larger than the training split (432)",
+    ),
     (
         ["-m", "dataset.num_samples=600", "trainer.batch_size=100,1000"],
         "trainer.batch_size=1000: larger than the training split (432)",

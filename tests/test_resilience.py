@@ -150,7 +150,6 @@ def test_a_held_lock_is_refused_without_waiting_and_released_after(tmp_path):
         pass
 
 
-
 def test_the_deterministic_switch_sets_torch_up_and_changes_nothing_on_cpu(compose_cfg, monkeypatch):
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:

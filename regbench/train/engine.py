@@ -183,10 +183,9 @@ def train_population(
         bad.copy_(state["bad"])
         epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
         log.info("resumed from %s at epoch %d", ckpt.path, epoch)
-    for epoch in range(epoch + 1, total_epochs + 1):
-        if freezer.all_frozen():
-            epoch -= 1
-            break
+    # a checkpoint taken when every member had stopped leaves nothing to train
+    first = total_epochs + 1 if freezer.all_frozen() else epoch + 1
+    for epoch in range(first, total_epochs + 1):  # noqa: B020 - after the loop, epoch is the last one trained
         order = schedule.epoch()
         for i in range(min(spe, total_steps - step)):
             idx = order[:, i]  # [K, B]
