@@ -63,3 +63,25 @@ def test_load_refuses_incomplete_or_foreign_records(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ValueError):
         records.load(path)
+
+
+def test_provenance_records_this_checkout_commit_and_nothing_else(monkeypatch, tmp_path):
+    import subprocess
+
+    import regbench
+    from regbench.results import provenance
+
+    provenance.git_state.cache_clear()
+    state = provenance.git_state()
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=provenance.Path(regbench.__file__).parent
+    ).stdout.strip()
+    assert state["git_commit"] == (head or None)
+    # installed inside some other repository (e.g. a venv in a user's project): no commit is claimed
+    other = tmp_path / "project"
+    (other / "venv" / "regbench").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    monkeypatch.setattr(regbench, "__file__", str(other / "venv" / "regbench" / "__init__.py"))
+    provenance.git_state.cache_clear()
+    assert provenance.git_state() == {"git_commit": None, "git_dirty": None}
+    provenance.git_state.cache_clear()

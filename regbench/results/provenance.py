@@ -16,27 +16,22 @@ import regbench
 
 @lru_cache(maxsize=1)
 def git_state() -> dict:
-    """Commit of the source tree regbench runs from (None when installed from a wheel), and whether it was dirty."""
+    """Commit of the source tree regbench runs from, and whether it was dirty; None when installed from a wheel.
+
+    Only a repository whose top level is regbench's own source tree counts: a wheel installed into a virtualenv
+    that happens to sit inside some other repository must not record that repository's commit.
+    """
     src = Path(regbench.__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(src), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(src), *args], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
-        dirty = (
-            subprocess.run(
-                ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=5,
-                check=True,
-            ).stdout.strip()
-            != ""
-        )
-        return {"git_commit": commit, "git_dirty": dirty}
+
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != src:
+            return {"git_commit": None, "git_dirty": None}
+        return {"git_commit": git("rev-parse", "HEAD"), "git_dirty": git("status", "--porcelain", "-uno") != ""}
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
 
