@@ -50,7 +50,13 @@ def _outcomes(path: Path) -> list[dict]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
         return []
-    return [json.loads(line) for line in lines if line.strip()]
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a job killed mid-line: its folder still tells the truth
+            continue
+    return out
 
 
 def _summarise(outcomes: list[dict]) -> int:

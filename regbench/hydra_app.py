@@ -9,7 +9,6 @@ REGBENCH_STATUS, appended to by each job, so process-based launchers report too)
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -56,15 +55,6 @@ def debug() -> bool:
     return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("REGBENCH_DEBUG") == "1"
 
 
-def _append_line(path: Path, entry: dict) -> None:
-    # one short O_APPEND write per job: whole lines even when several processes append at once
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(entry) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
 def _report(out: Path, rid: str, status: str, error: str = "") -> None:
     entry = {"run_id": rid, "dir": str(out), "status": status, **({"error": error} if error else {})}
     hc = HydraConfig.get()
@@ -72,9 +62,9 @@ def _report(out: Path, rid: str, status: str, error: str = "") -> None:
         sweep = Path(hc.sweep.dir)
         rel = os.path.relpath(out, sweep.resolve())
         line = {"num": hc.job.num, **entry, "dir": rel, "overrides": list(hc.overrides.task)}
-        _append_line(sweep / "jobs.jsonl", line)
+        store.append_line(sweep / "jobs.jsonl", line)
     if os.environ.get(STATUS_ENV):
-        _append_line(Path(os.environ[STATUS_ENV]), entry)
+        store.append_line(Path(os.environ[STATUS_ENV]), entry)
 
 
 def _show(result: dict) -> float | None:

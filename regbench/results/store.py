@@ -9,6 +9,7 @@ population both call them.
     is_complete(folder, id)    a loadable result.json whose run id matches
     lock(folder)               an exclusive lock held while a job trains; a second process waits, then skips
     write_failure(folder, ..)  failure.json (+ failure.txt, the traceback); never named result.json
+    append_line(path, entry)   one outcome line in a sweep's jobs.jsonl or the command's status file
 """
 
 from __future__ import annotations
@@ -103,6 +104,16 @@ def write_failure(folder: Path, err: BaseException, rid: str | None = None) -> P
 def clear_failure(folder: Path) -> None:
     for name in (FAILURE, TRACEBACK):
         (Path(folder) / name).unlink(missing_ok=True)
+
+
+def append_line(path: Path, entry: dict) -> None:
+    """Append one JSON line (a sweep's jobs.jsonl, the command's outcome file) with a single O_APPEND write, so
+    lines from several processes appending at once never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 @contextmanager
