@@ -81,14 +81,13 @@ def run_job(cfg: DictConfig) -> float | None:
         spec = validate_config(cfg)
         rid = store.run_id(spec)
         with store.lock(out):
-            if spec.trainer.resume and (done := store.read_record(out)) is not None and done.get("run_id") == rid:
-                log.info("skipped, already complete: %s", out)
-                _report(out, rid, "skipped")
-                return _show(done)
-            result = run_experiment(cfg, spec, folder=out)
-            path = records.save(result, out)
-            store.clear_failure(out)
-            (out / store.CHECKPOINT).unlink(missing_ok=True)
+            result = store.read_record(out) if spec.trainer.resume else None
+            status = "skipped" if result is not None and result.get("run_id") == rid else "trained"
+            if status == "trained":
+                result = run_experiment(cfg, spec, folder=out)
+                records.save(result, out)
+                store.clear_failure(out)
+                (out / store.CHECKPOINT).unlink(missing_ok=True)
     except Exception as err:  # noqa: BLE001 - one job's failure is recorded and the sweep goes on
         store.write_failure(out, err, rid)
         message = f"{type(err).__name__}: {err}".splitlines()[0]
@@ -98,8 +97,11 @@ def run_job(cfg: DictConfig) -> float | None:
             log.error("job failed: %s (traceback in %s)", message, out / store.TRACEBACK)
         _report(out, rid, "failed", message)
         return None
-    log.info("records: %s", path)
-    _report(out, rid, "trained")
+    if status == "skipped":
+        log.info("skipped, already complete: %s", out)
+    else:
+        log.info("records: %s", out / records.RESULT)
+    _report(out, rid, status)
     return _show(result)
 
 
