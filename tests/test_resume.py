@@ -169,6 +169,7 @@ def test_a_traceback_only_with_debug(tmp_path, flag):
     assert r.returncode == 1 and not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow  # test_resilience checks the same reading in-process; this is the command end to end
 def test_a_corrupt_record_is_not_taken_for_complete_the_job_runs_again(tmp_path):
     assert run_cli("run", *ONE, cwd=tmp_path).returncode == 0
     (path,) = _records(tmp_path)
