@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import regbench
-from regbench.errors import RegbenchError
+from regbench.errors import RegbenchError, UsageError
 
 app = typer.Typer(
     help="Compare regularizers by the train/validation gap they leave, against a paired unregularized baseline.",
@@ -121,29 +122,169 @@ def run(
 
 
 @app.command("list")
-def list_options():
-    """Show every dataset, model and regularizer with its parameters, defaults and allowed ranges."""
-    from regbench import data, models, regularizers
-    from regbench.config import TrainerConfig
-    from regbench.schema import describe
+def list_options(
+    what: str = typer.Argument(None, help="Only this group (dataset, model, regularizers, trainer) or option."),
+):
+    """Show every dataset, model and regularizer with its parameters, defaults and allowed ranges.
 
+    \b
+    Examples:
+      regbench list
+      regbench list regularizers
+      regbench list dropout
+    """
+    from regbench.listing import show
+
+    try:
+        show(what)
+    except RegbenchError as err:
+        _fail(err)
+
+
+@app.command("early-stop")
+def early_stop(
+    folder: str = typer.Argument(..., help="A run folder holding history.csv (or the history.csv itself)."),
+    settings: list[str] = typer.Argument(None, help="early_stopping settings as key=value, e.g. criterion=gl"),
+):
+    """Replay early stopping on a recorded history, without training: when each member would stop, its best epoch.
+
+    \b
+    Examples:
+      regbench early-stop results/jobs/mnist1d-mlp-early_stopping-1a2b3c4d5e6f
+      regbench early-stop results/jobs/mnist1d-mlp-early_stopping-1a2b3c4d5e6f criterion=gl gl_alpha=2 monitor=val_acc
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    from regbench.errors import UsageError
+    from regbench.regularizers.early_stopping import EarlyStoppingConfig, replay
+    from regbench.results.records import HISTORY
+    from regbench.schema import validate
+
+    try:
+        path = Path(folder)
+        path = path / HISTORY if path.is_dir() else path
+        if not path.is_file():
+            raise UsageError(f"{folder}: no {HISTORY} there")
+        pairs = {}
+        for item in settings or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise UsageError(f"{item}: expected key=value")
+            pairs[key] = yaml_value(value)
+        cfg = validate(pairs, EarlyStoppingConfig, "early_stopping")
+        out = replay(pd.read_csv(path), cfg)
+    except RegbenchError as err:
+        _fail(err)
     console = Console()
-    sections = [
-        ("dataset", {n: (e.schema, e.summary) for n, e in data.DATASETS.items()}),
-        ("model", {n: (e.schema, e.summary) for n, e in models.MODELS.items()}),
-        ("regularizers", {n: (c.Config, c.summary) for n, c in regularizers.REGULARIZERS.items()}),
-        ("trainer", {"default": (TrainerConfig, "optimizer, budget, device and seeds")}),
-    ]
-    for group, entries in sections:
-        table = Table(title=f"{group}", title_justify="left", show_lines=False)
-        for col in ("option", "parameter", "default", "allowed", "meaning"):
-            table.add_column(col, overflow="fold")
-        for name, (schema, summary) in entries.items():
-            table.add_row(f"[bold]{name}[/bold]", "", "", "", summary)
-            for pname, default, allowed, help_ in describe(schema):
-                table.add_row("", pname, default, allowed, help_)
-        console.print(table)
-    console.print("Choose with e.g. dataset=digits model=cnn 'regularizers=[l2,dropout]' regularizers.l2.strength=1e-3")
+    console.print(str(path), style="dim", soft_wrap=True)
+    table = Table(title=f"early stopping by {cfg.criterion} on {cfg.monitor}", title_justify="left")
+    for col in ("member", "arm", "seed", "stop epoch", "best epoch", "val acc", "test acc", "gap acc"):
+        table.add_column(col, justify="right" if col != "arm" else "left")
+    for r in out.itertuples():
+        stop = "—" if pd.isna(r.stop_epoch) else str(int(r.stop_epoch))
+        cells = [r.member, r.arm, r.seed, stop, r.best_epoch]
+        table.add_row(*map(str, cells), f"{r.val_acc:.3f}", f"{r.test_acc:.3f}", f"{r.gap_acc:.3f}")
+    console.print(table)
+    console.print("metrics at each member's best epoch before its stop (— : no stop within the budget)", style="dim")
+
+
+def yaml_value(text: str):
+    """A command-line value typed as YAML types it (2 -> int, 0.5 -> float, true -> bool), as Hydra would."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+REPORT_HELP = """One gap table over every record (result.json) below PATHS: runs, sweeps, nested sweeps.
+
+Groups are dataset x model x regularizers with their settings (and trainer/data settings when they differ).
+Each regularized member is paired with the baseline of the same seed; Δgap, Δval and Δtest are shown as mean with
+a 95% t-interval over seeds and a paired t-test p-value, Holm-corrected over the table's comparisons.
+
+\b
+Examples:
+  regbench report results/
+  regbench report results/sweeps/2026-11-24 --format markdown --output gap.md
+  regbench report results/ --regularizer dropout --sort d_gap_acc --plots figures/
+"""
+
+Paths = typer.Argument(..., help="Folders (searched recursively) or result.json files.", show_default=False)
+Datasets = typer.Option([], "--dataset", help="Only this dataset (repeatable).")
+Models = typer.Option([], "--model", help="Only this model (repeatable).")
+Regs = typer.Option([], "--regularizer", help="Only groups using this regularizer, with their baselines (repeatable).")
+
+
+def _table(paths, dataset, model, regularizer, sort=None, descending=False):
+    from regbench.report.build import build
+    from regbench.report.collect import load_frame
+
+    try:
+        frame = load_frame(paths)
+        return frame, build(paths, dataset, model, regularizer, sort, descending, frame=frame)
+    except RegbenchError as err:
+        _fail(err)
+
+
+def _plots(table, frame, out) -> None:
+    from regbench.report.plots import plot_all
+
+    for path in plot_all(table, frame, out):
+        print(f"wrote {path}")
+
+
+@app.command(help=REPORT_HELP)
+def report(
+    paths: list[str] = Paths,
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv, json or latex."),
+    output: str = typer.Option(None, "--output", "-o", help="Write the table to this file (atomically)."),
+    sort: str = typer.Option(None, "--sort", help="Sort rows by this column of the csv/json output, e.g. d_gap_acc."),
+    descending: bool = typer.Option(False, "--descending", help="Sort from the largest value down."),
+    dataset: list[str] = Datasets,
+    model: list[str] = Models,
+    regularizer: list[str] = Regs,
+    plots: str = typer.Option(None, "--plots", help="Also write PNG plots into this folder."),
+):
+    from regbench.report import formats
+    from regbench.results.records import atomic_write
+
+    if fmt not in formats.FORMATS:
+        _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))
+    frame, table = _table(paths, dataset, model, regularizer, sort, descending)
+    if output:
+        text = formats.render(table, fmt) if fmt != "rich" else _rich_text(table)
+        atomic_write(Path(output), text)
+        print(f"wrote {output}")
+    elif fmt == "rich":
+        formats.rich(table)
+    else:
+        sys.stdout.write(formats.render(table, fmt))
+    if plots:
+        _plots(table, frame, plots)
+
+
+def _rich_text(table) -> str:
+    from regbench.report import formats
+
+    console = Console(record=True, width=160, file=io.StringIO())
+    formats.rich(table, console)
+    return console.export_text()
+
+
+@app.command(help="Write the report's PNG plots (learning curves, Δgap bars, regularization paths) into --out.")
+def plot(
+    paths: list[str] = Paths,
+    out: str = typer.Option("plots", "--out", help="Folder for the PNG files."),
+    dataset: list[str] = Datasets,
+    model: list[str] = Models,
+    regularizer: list[str] = Regs,
+):
+    frame, table = _table(paths, dataset, model, regularizer)
+    _plots(table, frame, out)
 
 
 if __name__ == "__main__":

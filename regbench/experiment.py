@@ -102,6 +102,7 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None, folder: Path | Non
                 "diverged": pop.diverged_at[i] is not None,
                 "diverged_at_epoch": pop.diverged_at[i],
                 "steps": pop.steps,
+                **pop.extras[i],
             }
             for i, m in enumerate(members)
         ],

@@ -62,7 +62,7 @@ def _report(out: Path, rid: str, status: str, error: str = "") -> None:
         sweep = Path(hc.sweep.dir)
         rel = os.path.relpath(out, sweep.resolve())
         line = {"num": hc.job.num, **entry, "dir": rel, "overrides": list(hc.overrides.task)}
-        store.append_line(sweep / "jobs.jsonl", line)
+        store.append_line(sweep / store.SWEEP_INDEX, line)
     if os.environ.get(STATUS_ENV):
         store.append_line(Path(os.environ[STATUS_ENV]), entry)
 

@@ -53,6 +53,43 @@ def normal(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> to
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)
 
 
+def _substream(stream: int, i: int) -> int:
+    return (stream + 0x9E3779B9 * (i + 1)) & _MASK32
+
+
+def log_gamma(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...], alpha: torch.Tensor, rounds: int = 8):
+    """log of Gamma(alpha[k], 1) samples [K, *shape] by Marsaglia and Tsang's method (2000), vectorised.
+
+    Rejection sampling needs a loop of unknown length; here every element gets `rounds` candidates at once and keeps
+    the first accepted one. Each candidate is accepted with probability >= 0.95 (for the boosted shape >= 1), so
+    all eight fail with probability < 1e-10; such an element falls back to the mode of the proposal. Shapes below
+    1 are boosted to alpha + 1 and scaled by U^(1/alpha), in logs: for small alpha the sample itself underflows.
+    """
+    a = alpha.to(torch.float32).view(-1, *([1] * len(shape)))
+    boost = a < 1
+    d = torch.where(boost, a + 1, a) - 1.0 / 3.0
+    c = 1.0 / torch.sqrt(9.0 * d)
+    out = d.expand(-1, *shape).clone()
+    done = torch.zeros_like(out, dtype=torch.bool)
+    for r in range(rounds):
+        z = normal(seeds, step, _substream(stream, 2 * r), shape)
+        u = uniform(seeds, step, _substream(stream, 2 * r + 1), shape).clamp_min(1.0 / (1 << 24))
+        v = (1 + c * z) ** 3
+        ok = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-30)))
+        take = ok & ~done
+        out = torch.where(take, d * v, out)
+        done |= ok
+    u = uniform(seeds, step, _substream(stream, 2 * rounds), shape).clamp_min(1.0 / (1 << 24))
+    return torch.where(boost, torch.log(out) + torch.log(u) / a, torch.log(out))
+
+
+def beta(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...], alpha: torch.Tensor) -> torch.Tensor:
+    """Beta(alpha[k], alpha[k]) samples [K, *shape], as G1 / (G1 + G2) of two independent Gamma(alpha) draws."""
+    g1 = log_gamma(seeds, step, _substream(stream, 1000), shape, alpha)
+    g2 = log_gamma(seeds, step, _substream(stream, 2000), shape, alpha)
+    return torch.sigmoid(g1 - g2)
+
+
 def generator(seed: int, stream: str) -> torch.Generator:
     """A CPU generator for one member seed and one named purpose (initial weights, minibatch order)."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + stream_id(stream)) % (2**63 - 1))

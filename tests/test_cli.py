@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from regbench import __version__
 
 from .conftest import TINY, run_cli
+
+KNOWN_REGS = (
+    "augment, batch_norm, cutout, dropout, early_stopping, elastic_net, gaussian_noise, l1, l2, label_smoothing, "
+    "max_norm, mixup, weight_decay"
+)
 
 
 def test_run_trains_records_and_prints_the_table(tmp_path):
@@ -38,10 +44,14 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["regularizers=[l2,foo]"], "regularizers: unknown name 'foo'; known: dropout, l1, l2"),
-        (["dataset=imagenet"], "dataset: unknown name 'imagenet'; known: digits, mnist1d"),
+        (["regularizers=[l2,foo]"], f"regularizers: unknown name 'foo'; known: {KNOWN_REGS}"),
+        (
+            ["dataset=imagenet"],
+            "dataset: unknown name 'imagenet'; known: blobs, cifar10, csv, digits, fashion_mnist, mnist, mnist1d, "
+            "moons, npz",
+        ),
         (["model=transformer"], "model: unknown name 'transformer'; known: cnn, mlp"),
-        (["-m", "regularizers=[l1],[bogus]"], "regularizers: unknown name 'bogus'; known: dropout, l1, l2"),
+        (["-m", "regularizers=[l1],[bogus]"], f"regularizers: unknown name 'bogus'; known: {KNOWN_REGS}"),
         (["regularizers.dropout.p=1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),
         (["-m", "regularizers.dropout.p=0.1,1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),
         (["trainer.lrr=0.1"], "trainer.lrr: unknown key; allowed: optimizer, lr, momentum"),
@@ -65,7 +75,36 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 def test_list_and_version(tmp_path):
     r = run_cli("list", cwd=tmp_path)
     assert r.returncode == 0
-    for name in ("mnist1d", "digits", "mlp", "cnn", "l1", "l2", "dropout", "[0.0, 1.0)"):
+    for name in ("mnist1d", "digits", "mlp", "cnn", "[0.0, 1.0)"):
         assert name in r.stdout
+    from regbench import regularizers
+    from regbench.schema import describe
+
+    for name, cls in regularizers.REGULARIZERS.items():  # every regularizer, every parameter, its range
+        assert name in r.stdout
+        for pname, _, allowed, _ in describe(cls.Config):
+            assert pname in r.stdout
+            for part in allowed.replace("one of ", "").split(", "):
+                assert part in r.stdout
     v = run_cli("--version", cwd=tmp_path)
     assert v.stdout.strip() == f"regbench {__version__}"
+
+
+def test_list_narrows_to_a_group_or_an_option_and_refuses_unknown_ones(tmp_path):
+    from rich.console import Console
+
+    from regbench.listing import show
+
+    def listed(what):
+        console = Console(record=True, width=80, file=open(os.devnull, "w"))  # noqa: SIM115
+        show(what, console)
+        return console.export_text()
+
+    only_dropout = listed("dropout")
+    assert "input_p" in only_dropout and "coefficient of sum" not in only_dropout  # no l1/l2 rows
+    datasets = listed("dataset")
+    # fields every dataset shares are listed once, not under each dataset
+    assert datasets.count("val_fraction") == 1 and "mnist1d" in datasets and "dropout" not in datasets
+    r = run_cli("list", "transformers", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("regbench: error: list transformers: unknown group or option; known: ")

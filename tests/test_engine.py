@@ -19,10 +19,26 @@ def _spec(compose_cfg, *overrides):
     return validate_config(compose_cfg(*TINY, *overrides))
 
 
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-def test_member_in_population_matches_member_trained_alone(compose_cfg, model):
-    # dropout draws masks, so this also checks that randomness follows the member's seed, not its position
-    spec = _spec(compose_cfg, f"model={model}", "trainer.seeds=3", "regularizers=[l2,dropout]")
+@pytest.mark.parametrize(
+    "model,regs",
+    [
+        ("mlp", "l2,dropout"),
+        ("cnn", "l2,dropout"),
+        ("mlp", "augment,gaussian_noise,mixup"),
+        ("cnn", "cutout,augment,batch_norm"),
+        ("mlp", "early_stopping,label_smoothing,max_norm,weight_decay,elastic_net,batch_norm"),
+    ],
+)
+def test_member_in_population_matches_member_trained_alone(compose_cfg, model, regs):
+    # dropout, augmentation, noise, cutout and mixup draw random numbers, so this also checks that randomness
+    # follows the member's seed, not its position
+    spec = _spec(
+        compose_cfg,
+        f"model={model}",
+        "trainer.seeds=3",
+        f"regularizers=[{regs}]",
+        *(["trainer.epochs=4", "regularizers.early_stopping.patience=1"] if "early_stopping" in regs else []),
+    )
     splits = data.load(spec.dataset)
     members = members_for(spec)  # 3 baseline + 3 regularized
     together = train_population(splits, spec.model, spec.trainer, members, "cpu")
@@ -121,3 +137,34 @@ def test_a_frozen_member_stops_updating_while_the_others_train_on(compose_cfg, m
     after_first, after_last = seen[1], seen[3]
     torch.testing.assert_close(after_last[1], after_first[1], rtol=0, atol=0)  # frozen: unchanged
     assert not torch.equal(after_last[0], after_first[0])  # the baseline kept training
+
+
+def test_several_strengths_in_one_population_equal_each_trained_separately(compose_cfg):
+    """Per-member strengths: a sweep over strengths is one population, and each member is its own run."""
+    from regbench import regularizers
+    from regbench.train.population import Member
+
+    settings = [
+        ("l2", {"strength": 1e-3}),
+        ("l2", {"strength": 3e-2}),
+        ("dropout", {"p": 0.1}),
+        ("dropout", {"p": 0.5}),
+        ("augment", {"strength": 0.5}),
+        ("augment", {"strength": 2.0}),
+        ("mixup", {"alpha": 0.2}),
+        ("mixup", {"alpha": 2.0}),
+        ("weight_decay", {"strength": 0.1}),
+        ("weight_decay", {"strength": 1.0}),
+    ]
+    spec = _spec(compose_cfg, "trainer.seeds=1")
+    splits = data.load(spec.dataset)
+    members = [Member("baseline", 0)] + [
+        Member(name, i % 2, {name: regularizers.get(name).Config(**kw)}) for i, (name, kw) in enumerate(settings)
+    ]
+    together = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    finals = together.final
+    for j, m in enumerate(members):
+        alone = train_population(splits, spec.model, spec.trainer, [m], "cpu")
+        torch.testing.assert_close(alone.final[0], finals[j], rtol=1e-4, atol=1e-4)
+    for a in range(1, len(members), 2):  # and the strengths matter: two settings of one regularizer differ
+        assert not torch.allclose(finals[a], finals[a + 1], atol=1e-3)

@@ -77,9 +77,17 @@ class StopAt:
         pass
 
 
-def test_a_run_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(compose_cfg, tmp_path):
-    # dropout draws per-step masks and Adam keeps moments: both must come back from the checkpoint exactly
-    spec = _spec(compose_cfg, "trainer.epochs=4", "regularizers=[l2,dropout]", "trainer.checkpoint_every=1")
+@pytest.mark.parametrize(
+    "regs",
+    [
+        # dropout draws per-step masks and Adam keeps moments: both must come back from the checkpoint exactly
+        ["regularizers=[l2,dropout]"],
+        # early stopping keeps best weights and its criterion's counters between evaluations
+        ["regularizers=[early_stopping]", "regularizers.early_stopping.patience=1"],
+    ],
+)
+def test_a_run_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_one(compose_cfg, tmp_path, regs):
+    spec = _spec(compose_cfg, "trainer.epochs=4", *regs, "trainer.checkpoint_every=1")
     splits = data.load(spec.dataset)
     members = members_for(spec)
     whole = train_population(splits, spec.model, spec.trainer, members, "cpu")
@@ -91,7 +99,8 @@ def test_a_run_resumed_from_its_checkpoint_ends_exactly_like_an_uninterrupted_on
     assert saved["epoch"] == 2 and saved["step"] == 2 * (432 // 100)
     resumed = train_population(splits, spec.model, spec.trainer, members, "cpu", None, ck)
     assert torch.equal(resumed.final, whole.final)
-    assert resumed.history == whole.history
+    assert resumed.history == whole.history and resumed.extras == whole.extras
+    assert resumed.frozen_at == whole.frozen_at
     assert (resumed.steps, resumed.epochs) == (whole.steps, whole.epochs)
 
 
@@ -162,3 +171,21 @@ def test_the_deterministic_switch_sets_torch_up_and_changes_nothing_on_cpu(compo
         set_deterministic(False)
     assert [m["final"] for m in strict["members"]] == [m["final"] for m in plain["members"]]
     assert strict["run_id"] != plain["run_id"]
+
+
+def test_a_sweep_folder_reports_the_jobs_its_index_names(tmp_path):
+    from regbench.report.collect import find
+
+    done, failed = tmp_path / "jobs" / "a", tmp_path / "jobs" / "b"
+    for folder in (done, failed, tmp_path / "jobs" / "other"):
+        folder.mkdir(parents=True)
+    for folder in (done, tmp_path / "jobs" / "other"):
+        (folder / "result.json").write_text('{"format": "regbench.result/1", "members": []}')
+    sweep = tmp_path / "sweeps" / "s1"
+    sweep.mkdir(parents=True)
+    for rel, status in (("../../jobs/a", "trained"), ("../../jobs/b", "failed"), ("../../jobs/a", "skipped")):
+        store.append_line(sweep / store.SWEEP_INDEX, {"dir": rel, "status": status})
+    with open(sweep / store.SWEEP_INDEX, "a") as f:
+        f.write('{"dir": "../../jobs/x", "sta')  # a line cut short by a kill
+    assert store.indexed_jobs(sweep / store.SWEEP_INDEX) == [done.resolve(), failed.resolve()]
+    assert find([sweep]) == [(done / "result.json").resolve()]

@@ -1,8 +1,15 @@
 """What every dataset hands the engine: train / validation / test tensors plus the data's kind.
 
-A loader returns the dataset's own train and test arrays; `prepare` then applies what every dataset shares: the
-validation split held out of the training data (fixed by `split_seed`, the same for every member), and inputs
-standardised with statistics of the training split only, so nothing from validation or test leaks in.
+A loader returns the dataset's own train and test arrays; `prepare` then applies what every dataset shares, in
+this order, all fixed by `split_seed` and the same for every member:
+  1. the validation split, held out of the training data first, so it never depends on the knobs below;
+  2. `train_size`: a random subset of what is left (a prefix of one permutation, so smaller subsets nest inside
+     larger ones);
+  3. `label_noise`: that fraction of the training labels replaced by labels drawn uniformly over the classes
+     (Zhang et al. 2017; a drawn label may equal the true one, as in the paper); validation and test keep theirs;
+  4. standardisation with statistics of the final training split only: one mean and std for a sequence, one per
+     channel for an image, one per feature (column) for a table. Nothing from validation or test leaks in.
+Integer pixel data (uint8) are scaled to [0, 1] first, so `standardize=false` still gives sensible inputs.
 """
 
 from __future__ import annotations
@@ -24,8 +31,10 @@ class DatasetConfig:
 
     name: str = ""
     val_fraction: float = param(0.1, "fraction of the training data held out for validation", gt=0.0, lt=1.0)
-    split_seed: int = param(0, "seed of the train/validation split (shared by all members)", ge=0)
-    standardize: bool = param(True, "standardise inputs with the training split's mean and std")
+    split_seed: int = param(0, "seed of the validation split, the train_size subset and the label noise", ge=0)
+    standardize: bool = param(True, "standardise inputs with the training split's statistics (per channel)")
+    train_size: int | None = param(None, "train on this many examples (a random subset, after validation)", ge=1)
+    label_noise: float = param(0.0, "fraction of training labels made random (1.0: all)", ge=0.0, le=1.0)
 
 
 @dataclass
@@ -65,6 +74,43 @@ class Splits:
         return {s: len(getattr(self, f"y_{s}")) for s in ("train", "val", "test")}
 
 
+# Independent random streams under one split_seed: changing train_size does not redraw the label noise's choices.
+_NOISE_STREAM = 1
+
+
+def noisy_labels(y: np.ndarray, fraction: float, n_classes: int, seed: int) -> np.ndarray:
+    """`y` with round(fraction * len(y)) labels, chosen at random, replaced by uniform draws over the classes.
+
+    The examples hit at a lower fraction are a subset of those hit at a higher one, with the same new labels, so
+    a sweep over label_noise adds noise to a fixed set rather than drawing a fresh one each time.
+    """
+    if fraction == 0.0:
+        return y
+    rng = np.random.default_rng([seed, _NOISE_STREAM])
+    order = rng.permutation(len(y))
+    random_labels = rng.integers(0, n_classes, len(y))
+    hit = order[: int(round(fraction * len(y)))]
+    out = y.copy()
+    out[hit] = random_labels[hit]
+    return out
+
+
+def _stat_axes(kind: str, ndim: int) -> tuple[int, ...]:
+    if kind == "table":
+        return (0,)  # per feature: columns of a table carry different units
+    if kind == "image" and ndim == 4:
+        return (0, 2, 3)  # per colour channel, [N, C, H, W]
+    return tuple(range(ndim))  # one mean and std for a sequence
+
+
+def _as_float(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0
+    if a.dtype.kind == "f":
+        return a  # float64 data are standardised in float64, then handed over as float32
+    return a.astype(np.float32)
+
+
 def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
     n = len(raw.y_train)
     n_val = int(round(n * cfg.val_fraction))
@@ -75,12 +121,23 @@ def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
         )
     order = np.random.default_rng(cfg.split_seed).permutation(n)
     val_idx, train_idx = order[:n_val], order[n_val:]
-    x_tr, y_tr = raw.x_train[train_idx], raw.y_train[train_idx]
-    x_val, y_val = raw.x_train[val_idx], raw.y_train[val_idx]
-    x_te, y_te = raw.x_test, raw.y_test
+    if cfg.train_size is not None:
+        if cfg.train_size > len(train_idx):
+            raise UsageError(
+                f"dataset.train_size={cfg.train_size}: larger than the {len(train_idx)} training examples left "
+                f"after holding out {n_val} for validation"
+            )
+        train_idx = train_idx[: cfg.train_size]
+    x_tr, x_val, x_te = (_as_float(a) for a in (raw.x_train[train_idx], raw.x_train[val_idx], raw.x_test))
+    y_tr = noisy_labels(raw.y_train[train_idx], cfg.label_noise, raw.n_classes, cfg.split_seed)
+    y_val, y_te = raw.y_train[val_idx], raw.y_test
     if cfg.standardize:
-        mean, std = x_tr.mean(), x_tr.std()
-        std = std if std > 0 else 1.0
+        axes = _stat_axes(raw.kind, x_tr.ndim)
+        # accumulated in float64: float32 sums lose digits on large splits and on features far from zero
+        mean = x_tr.mean(axis=axes, keepdims=True, dtype=np.float64)
+        std = x_tr.std(axis=axes, keepdims=True, dtype=np.float64)
+        std[std == 0] = 1.0  # a constant feature stays constant instead of becoming NaN
+        mean, std = mean.astype(x_tr.dtype), std.astype(x_tr.dtype)
         x_tr, x_val, x_te = ((a - mean) / std for a in (x_tr, x_val, x_te))
 
     def f32(a):
@@ -90,3 +147,12 @@ def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.int64)
 
     return Splits(cfg.name, raw.kind, raw.n_classes, f32(x_tr), i64(y_tr), f32(x_val), i64(y_val), f32(x_te), i64(y_te))
+
+
+def hold_out_test(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """(x_train, y_train, x_test, y_test): a random `fraction` set aside as the test split, for datasets that
+    come without one."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_test = max(1, int(round(len(y) * fraction)))
+    te, tr = order[:n_test], order[n_test:]
+    return x[tr], y[tr], x[te], y[te]

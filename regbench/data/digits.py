@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from regbench.data.base import DatasetConfig, RawData
+from regbench.data.base import DatasetConfig, RawData, hold_out_test
 from regbench.schema import param
 
 
@@ -23,7 +23,4 @@ def load(cfg: DigitsConfig) -> RawData:
     d = load_digits()
     x = d.images.astype(np.float32)[:, None]  # [N, 1, 8, 8]: an image, so the CNN uses 2-D convolutions
     y = d.target.astype(np.int64)
-    order = np.random.default_rng(cfg.test_seed).permutation(len(y))
-    n_test = max(1, int(round(len(y) * cfg.test_fraction)))
-    te, tr = order[:n_test], order[n_test:]
-    return RawData(x[tr], y[tr], x[te], y[te], kind="image", n_classes=10)
+    return RawData(*hold_out_test(x, y, cfg.test_fraction, cfg.test_seed), kind="image", n_classes=10)

@@ -37,6 +37,12 @@ class MemberModel(nn.Module):
         """View any parameter as [K, -1] (conv weights fold members into their first axis)."""
         return t.reshape(self.k, -1)
 
+    def member_tensors(self) -> list[torch.Tensor]:
+        """Every parameter and per-member buffer (running statistics): a member's whole state, K-major."""
+        k = self.k
+        buffers = [b for b in self.buffers() if b.dim() > 0 and b.shape[0] % k == 0]
+        return list(self.parameters()) + buffers
+
     def weight_rows(self, t: torch.Tensor) -> torch.Tensor:
         """View a weight as [K, units, fan_in]: one row per output unit (for max-norm constraints)."""
         if t.dim() == 3 and t.shape[0] == self.k:  # dense [K, in, out]

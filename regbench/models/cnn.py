@@ -43,6 +43,7 @@ class CNN(MemberModel):
             self.convs.append(BatchedConv(gens, self.dims, c_in, cfg.channels, cfg.kernel_size, cfg.stride))
             if hints.batch_norm.any():
                 self.bns.append(MemberBatchNorm(hints.batch_norm, cfg.channels))
+                self.bns[-1].follows(self.convs[-1].bias)
             if hints.dropout.any():
                 self.drops.append(MemberDropout(hints.dropout, f"dropout.{i}"))
             spatial = [(s + 2 * pad - cfg.kernel_size) // cfg.stride + 1 for s in spatial]

@@ -108,6 +108,15 @@ class MemberBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(k * channels))
         self.register_buffer("running_var", torch.ones(k * channels))
 
+    def follows(self, bias: torch.Tensor) -> None:
+        """Zero the gradient of the preceding layer's bias for members with batch norm on.
+
+        Batch norm subtracts the batch mean, so that bias has no effect and its exact gradient is zero; the computed
+        one is rounding noise, which Adam's normalisation would turn into lr-sized random steps (and the noise
+        differs with the population's size, breaking "a member alone equals the member in a population").
+        """
+        bias.register_hook(lambda g: g.reshape(self.k, -1).masked_fill(self.enabled.view(-1, 1), 0.0).view_as(g))
+
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         dense = x.dim() == 3 and x.shape[0] == self.k and x.shape[2] == self.c  # [K, B, C]
         # conv activations already come as [B, K*C, ...]; dense ones fold to [B, K*C]

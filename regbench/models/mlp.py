@@ -32,6 +32,7 @@ class MLP(MemberModel):
             self.hidden.append(BatchedLinear(gens, fan_in, cfg.width))
             if hints.batch_norm.any():
                 self.bns.append(MemberBatchNorm(hints.batch_norm, cfg.width))
+                self.bns[-1].follows(self.hidden[-1].bias)
             if hints.dropout.any():
                 self.drops.append(MemberDropout(hints.dropout, f"dropout.{i}"))
             fan_in = cfg.width

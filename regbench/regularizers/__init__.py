@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 from regbench.errors import unknown_name
+from regbench.regularizers.augment import Augment
 from regbench.regularizers.base import Batch, Regularizer
+from regbench.regularizers.batch_norm import BatchNorm
+from regbench.regularizers.cutout import Cutout
 from regbench.regularizers.dropout import Dropout
+from regbench.regularizers.early_stopping import EarlyStopping
+from regbench.regularizers.elastic_net import ElasticNet
+from regbench.regularizers.gaussian_noise import GaussianNoise
 from regbench.regularizers.l1 import L1
 from regbench.regularizers.l2 import L2
+from regbench.regularizers.label_smoothing import LabelSmoothing
+from regbench.regularizers.max_norm import MaxNorm
+from regbench.regularizers.mixup import Mixup
+from regbench.regularizers.weight_decay import WeightDecay
 
-REGULARIZERS: dict[str, type[Regularizer]] = {cls.name: cls for cls in (L1, L2, Dropout)}
+REGULARIZERS: dict[str, type[Regularizer]] = {
+    cls.name: cls
+    for cls in (
+        L1,
+        L2,
+        ElasticNet,
+        WeightDecay,
+        Dropout,
+        BatchNorm,
+        Augment,
+        EarlyStopping,
+        LabelSmoothing,
+        Mixup,
+        Cutout,
+        MaxNorm,
+        GaussianNoise,
+    )
+}
 
 
 def get(name: str) -> type[Regularizer]:

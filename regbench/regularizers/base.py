@@ -12,10 +12,16 @@ Hooks, in the order the engine calls them:
   on_eval(model, epoch, metrics) -> [K] bool
                            after each evaluation (metrics: [K, 6] on the device, columns as train.metrics.COLUMNS):
                            members to freeze from now on (early stopping); the engine stops updating them
-  on_end(model)            after training: e.g. restore each stopped member's best weights
+  on_end(model) -> bool    after training: e.g. restore each member's best weights; True if it changed weights
+  record() -> [K] dicts    fields each member adds to its entry in result.json (e.g. stop and best epochs)
   state_dict() / load_state_dict(state)
                            whatever the regularizer keeps between steps (e.g. best weights so far), as tensors
                            and plain containers: saved in checkpoints so a resumed run continues exactly
+
+Combining regularizers: every hook composes. Penalties add up, transforms chain in the composed order, post-steps
+apply one after the other. Two penalties on the same weights under different names (l1 + elastic_net, l2 +
+elastic_net, l2 + weight_decay) are therefore additive, not refused: the result is well defined, and a sweep over
+combinations should not stop at one of them. Each module's docstring states what it adds.
 """
 
 from __future__ import annotations
@@ -74,7 +80,10 @@ class Regularizer:
     def on_eval(self, model: MemberModel, epoch: int, metrics: torch.Tensor) -> torch.Tensor | None:
         return None
 
-    def on_end(self, model: MemberModel) -> None:
+    def on_end(self, model: MemberModel) -> bool:
+        return False
+
+    def record(self) -> list[dict] | None:
         return None
 
     def state_dict(self) -> dict:
@@ -87,3 +96,8 @@ class Regularizer:
 def penalized(model: MemberModel, biases: bool, norms: bool) -> list[torch.Tensor]:
     """The parameters a weight penalty acts on: weights always, biases and norm parameters on request."""
     return model.weights + (model.biases if biases else []) + (model.norms if norms else [])
+
+
+def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-member [K] tensor viewed so it broadcasts against a [K, ...] tensor."""
+    return v.view(-1, *([1] * (like.dim() - 1)))

@@ -1,4 +1,7 @@
-"""L1 penalty: strength * sum |w|, added to each member's loss. Drives weights to exactly zero (sparsity)."""
+"""L1 penalty: strength * sum |w|, added to each member's loss. Drives weights to exactly zero (sparsity).
+
+With elastic_net the two penalties add up (see regularizers/base.py: combinations are additive, not refused).
+"""
 
 from __future__ import annotations
 

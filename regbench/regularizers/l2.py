@@ -2,6 +2,7 @@
 
 Coupled means the penalty's gradient passes through the optimizer: under Adam it is rescaled per weight, which is
 why decoupled weight decay (AdamW) is a different regularizer, not a synonym.
+With elastic_net or weight_decay it adds to them (combinations are additive, not refused: see base.py).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from regbench.report.stats import paired_deltas
+
 METRICS = {
     "train_acc": "train acc",
     "val_acc": "val acc",
@@ -20,18 +22,6 @@ METRICS = {
     "gap_acc": "gap: train − val acc",
     "gap_loss": "gap: val − train loss",
 }
-KEYS = ["dataset", "model", "seed"]
-
-
-def paired_deltas(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per regularized member: each metric minus the same-seed baseline's (same dataset and model)."""
-    base = df[df["arm"] == "baseline"].drop_duplicates(KEYS).set_index(KEYS)[list(METRICS)]
-    reg = df[df["arm"] != "baseline"]
-    joined = reg.join(base, on=KEYS, rsuffix="_base", how="inner")
-    out = joined[["setting", "arm", "seed"]].copy()
-    for m in METRICS:
-        out[m] = joined[m] - joined[f"{m}_base"]
-    return out
 
 
 def summarize(df: pd.DataFrame) -> dict[str, pd.DataFrame]:

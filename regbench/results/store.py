@@ -10,6 +10,7 @@ population both call them.
     lock(folder)               an exclusive lock held while a job trains; a second process waits, then skips
     write_failure(folder, ..)  failure.json (+ failure.txt, the traceback); never named result.json
     append_line(path, entry)   one outcome line in a sweep's jobs.jsonl or the command's status file
+    indexed_jobs(jobs.jsonl)   the job folders a sweep ran (`regbench report <sweep folder>` follows them)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ FAILURE = "failure.json"
 TRACEBACK = "failure.txt"
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
+SWEEP_INDEX = "jobs.jsonl"  # in a sweep's folder: one line per job run by the sweep, naming its folder
 # Trainer keys that change how a run is shown or saved, never its numbers: they stay out of the run id.
 NOT_IN_RUN_ID = ("progress", "resume", "checkpoint_every")
 
@@ -114,6 +116,23 @@ def append_line(path: Path, entry: dict) -> None:
         os.write(fd, (json.dumps(entry) + "\n").encode())
     finally:
         os.close(fd)
+
+
+def indexed_jobs(index: Path) -> list[Path]:
+    """The job folders a sweep's jobs.jsonl names (each once, in order); unreadable lines are passed over."""
+    index = Path(index)
+    try:
+        lines = index.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    folders: dict[Path, None] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            folders[(index.parent / entry["dir"]).resolve()] = None
+        except (ValueError, KeyError, TypeError):
+            continue
+    return list(folders)
 
 
 @contextmanager

@@ -37,6 +37,7 @@ class PopulationResult:
     frozen_at: list[int | None]  # per member: the epoch after which it stopped updating, None if it never did
     diverged_at: list[int | None]  # per member: the evaluation epoch its loss was first seen NaN/inf, or None
     history: list[dict]  # one row per member per evaluation
+    extras: list[dict]  # per member: record fields contributed by regularizers (Regularizer.record)
     steps: int
     epochs: int
     wall_time: float
@@ -237,9 +238,12 @@ def train_population(
             break
     if progress is not None:
         progress.close()
+    changed = [r.on_end(model) for r in regs]  # a list, so every hook runs
+    final = evaluate(model, splits, seeds_t) if freezer.any or any(changed) else history[-1][2]
+    extras: list[dict] = [{} for _ in members]
     for r in regs:
-        r.on_end(model)
-    final = evaluate(model, splits, seeds_t) if freezer.any else history[-1][2]
+        for j, fields in enumerate(r.record() or []):
+            extras[j].update(fields)
 
     rows = []
     for epoch_i, step_i, metrics in history:
@@ -261,6 +265,7 @@ def train_population(
         frozen_at=freezer.frozen_at,
         diverged_at=freezer.diverged_at,
         history=rows,
+        extras=extras,
         steps=step,
         epochs=epoch,
         wall_time=elapsed + time.perf_counter() - t0,

@@ -1,0 +1,42 @@
+"""Decoupled weight decay (Loshchilov and Hutter, 2019, "AdamW"): after each optimizer step, w <- w * (1 - lr * wd).
+
+Unlike the l2 penalty, the shrinkage never passes through the optimizer, so Adam's per-weight rescaling does not
+touch it: every weight shrinks by the same factor each step, whatever its gradient. (AdamW applies the factor just
+before the step rather than just after; the two differ by a term of order lr^2 * wd.) With l2 or elastic_net it
+adds to them: coupled and decoupled decay are different regularizers, and both act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from regbench.regularizers.base import Regularizer, broadcast, penalized
+from regbench.schema import param
+
+
+@dataclass
+class WeightDecayConfig:
+    strength: float = param(1e-2, "decay per unit of learning rate (w *= 1 - lr*strength each step)", ge=0.0)
+    biases: bool = param(False, "also decay biases")
+    norms: bool = param(False, "also decay batch-norm scale and shift")
+
+
+class WeightDecay(Regularizer):
+    name = "weight_decay"
+    Config = WeightDecayConfig
+    summary = "decoupled (AdamW-style) weight decay after each step"
+
+    def __init__(self, configs, device="cpu"):
+        super().__init__(configs, device)
+        self.strength = self.values("strength")
+        first = next(c for c in configs if c is not None)
+        self.biases, self.norms = first.biases, first.norms
+
+    @torch.no_grad()
+    def post_step(self, model, lr):
+        factor = 1 - lr * self.strength
+        for p in penalized(model, self.biases, self.norms):
+            view = model.per_member(p)
+            view.mul_(broadcast(factor, view))

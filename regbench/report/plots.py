@@ -1,0 +1,167 @@
+"""PNG figures through matplotlib's Agg backend: learning curves, Δgap bars, regularization paths.
+
+Every figure is drawn from the same deduplicated members and paired deltas as the table, so a plot never shows a
+number the table does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display is needed, or wanted on a cluster node
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from regbench.report import stats  # noqa: E402
+from regbench.results import records  # noqa: E402
+from regbench.train.population import BASELINE  # noqa: E402
+
+COLORS = {"baseline": "tab:blue", "regularized": "tab:orange"}
+
+
+def slug(*parts: str, context: str = "") -> str:
+    """A short file-name-safe name, kept unique (across contexts too) by a hash of everything it stands for."""
+    text = "-".join(p for p in parts if p)
+    short = re.sub(r"[^A-Za-z0-9.=]+", "_", text)[:60].strip("_")
+    return f"{short}-{hashlib.sha1((text + context).encode()).hexdigest()[:6]}"
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _history(source: str, cache: dict) -> pd.DataFrame | None:
+    if source not in cache:
+        path = Path(source) / records.HISTORY
+        try:
+            cache[source] = pd.read_csv(path)
+        except (OSError, ValueError) as err:
+            print(f"regbench: warning: no learning curves from {path}: {err}", file=sys.stderr)
+            cache[source] = None
+    return cache[source]
+
+
+def _band(ax, h: pd.DataFrame, metric: str, color: str, style: str, label: str) -> None:
+    g = h.groupby("epoch")[metric]
+    mean, std = g.mean(), g.std(ddof=1).fillna(0.0)
+    ax.plot(mean.index, mean.values, style, color=color, label=label)
+    ax.fill_between(mean.index, (mean - std).values, (mean + std).values, color=color, alpha=0.2, linewidth=0)
+
+
+def learning_curves(members: pd.DataFrame, out: Path) -> list[Path]:
+    """One figure per regularized group: train and val accuracy per epoch, baseline against regularized."""
+    cache: dict = {}
+    written = []
+    reg = members[members["arm"] != BASELINE]
+    for key, g in reg.groupby(stats.GROUP, sort=False):
+        curves = {"baseline": [], "regularized": []}
+        for source, rows in g.groupby("source", sort=False):
+            h = _history(source, cache)
+            if h is None:
+                continue
+            seeds = set(rows["seed"])
+            curves["regularized"].append(h[h["member"].isin(rows["member"])])
+            curves["baseline"].append(h[(h["arm"] == BASELINE) & h["seed"].isin(seeds)])
+        if not curves["regularized"]:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for arm, parts in curves.items():
+            h = pd.concat(parts).drop_duplicates(["seed", "epoch"])
+            _band(ax, h, "train_acc", COLORS[arm], "-", f"{arm} train")
+            _band(ax, h, "val_acc", COLORS[arm], "--", f"{arm} val")
+        ax.set(xlabel="epoch", ylabel="accuracy (mean ± std over seeds)", title=f"{key[0]} / {key[1]}: {key[3]}"[:90])
+        ax.title.set_fontsize(9)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        written.append(_save(fig, out / f"curves-{slug(key[0], key[1], key[3], context=key[2])}.png"))
+    return written
+
+
+def gap_bars(t: pd.DataFrame, out: Path) -> list[Path]:
+    """Δgap of every regularized group with its interval (none for a single seed)."""
+    reg = t[(t["arm"] != BASELINE) & t["d_gap_acc"].notna()]
+    if reg.empty:
+        return []
+    labels = [f"{r.dataset}/{r.model} {r.setting}" + (f" [{r.config}]" if r.config else "") for r in reg.itertuples()]
+    low = (reg["d_gap_acc"] - reg["d_gap_acc_lo"]).fillna(0.0)
+    high = (reg["d_gap_acc_hi"] - reg["d_gap_acc"]).fillna(0.0)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.45 * len(reg)))
+    y = range(len(reg))
+    ax.barh(y, reg["d_gap_acc"], xerr=[low, high], color="tab:orange", capsize=3)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(list(y), [lab[:70] for lab in labels], fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="Δgap (train − val accuracy), regularized − baseline; 95% t-interval over seeds")
+    ax.grid(axis="x", alpha=0.3)
+    return [_save(fig, out / "gap-delta.png")]
+
+
+def _params(setting_json: str) -> dict:
+    return {f"{n}.{k}": v for n, ps in json.loads(setting_json).items() for k, v in ps.items()}
+
+
+def regularization_paths(t: pd.DataFrame, out: Path) -> list[Path]:
+    """Metric against strength, for each regularizer parameter swept with the others held fixed."""
+    reg = t[t["arm"] != BASELINE].copy()
+    written = []
+    reg["_params"] = reg["regularizers"].map(_params)
+    for (dataset, model, ctx, arm), fam in reg.groupby(["dataset", "model", "context", "arm"], sort=False):
+        params = pd.DataFrame(list(fam["_params"]), index=fam.index)
+        for p in params.columns:
+            values = params[p]
+            if values.map(lambda v: isinstance(v, bool) or not isinstance(v, (int, float))).any():
+                continue
+            others = [c for c in params.columns if c != p]
+            keys = params[others].astype(str).agg("|".join, axis=1) if others else pd.Series("", index=fam.index)
+            for _, idx in keys.groupby(keys).groups.items():
+                line = fam.loc[idx].assign(_x=values.loc[idx]).sort_values("_x")
+                if line["_x"].nunique() < 2:
+                    continue
+                written.append(_path_figure(line, t, p, out, (dataset, model, ctx, arm, keys.loc[idx[0]])))
+    return written
+
+
+def _path_figure(line: pd.DataFrame, t: pd.DataFrame, param: str, out: Path, key) -> Path:
+    dataset, model, ctx, arm, fixed = key
+    x = line["_x"].astype(float)
+    base = t[(t["arm"] == BASELINE) & (t["dataset"] == dataset) & (t["model"] == model) & (t["context"] == ctx)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for metric, style in (("train_acc", "-o"), ("val_acc", "--o")):
+        left.plot(x, line[metric], style, color=COLORS["regularized"], label=f"{arm} {metric.split('_')[0]}")
+        if not base.empty:
+            left.axhline(
+                base[metric].iloc[0],
+                linestyle=style[:-1],
+                color=COLORS["baseline"],
+                label=f"baseline {metric.split('_')[0]}",
+            )
+    left.set(xlabel=param, ylabel="accuracy")
+    left.legend(fontsize=8)
+    right.plot(x, line["d_gap_acc"], "-o", color=COLORS["regularized"])
+    if line["d_gap_acc_lo"].notna().any():
+        right.fill_between(x, line["d_gap_acc_lo"], line["d_gap_acc_hi"], color=COLORS["regularized"], alpha=0.2)
+    right.axhline(0.0, color="black", linewidth=0.8)
+    right.set(xlabel=param, ylabel="Δgap (train − val acc) vs baseline")
+    for ax in (left, right):
+        if (x > 0).all() and x.max() / x.min() >= 10:
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{dataset} / {model}: {arm} over {param}", fontsize=10)
+    return _save(fig, out / f"path-{slug(dataset, model, arm, param, fixed, context=ctx)}.png")
+
+
+def plot_all(t: pd.DataFrame, members: pd.DataFrame, out: str | Path) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    kept = stats.dedupe(members.merge(t[stats.GROUP], on=stats.GROUP))
+    return learning_curves(kept, out) + gap_bars(t, out) + regularization_paths(t, out)
