@@ -2,20 +2,17 @@
 
 The `regbench` command runs in-process here (typer's runner) since nothing gets as far as Hydra; test_cli.py runs
 a few of the same refusals in a real subprocess. Exit code 2 is a usage error, 1 a runtime failure (no GPU, a
-missing data file); neither prints a traceback nor creates results/.
+missing or unreadable data file: the data are loaded before launch); neither prints a traceback nor creates
+results/.
 """
 
 from __future__ import annotations
-
-import os
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from regbench import data, experiment
 from regbench.cli import app
-from regbench.errors import RunError, require_readable
 
 CASES = [
     # unknown group options and keys, unknown flags, unparsable overrides
@@ -98,25 +95,18 @@ def test_cuda_without_a_gpu_is_a_runtime_error_exit_1(invoke):
     assert (r.exit_code, r.stderr) == (1, expected)
 
 
-def test_a_missing_data_file_is_a_runtime_error_exit_1(invoke, tmp_path, monkeypatch):
-    missing = tmp_path / "nowhere" / "digits.npz"
-
-    def load(cfg):
-        require_readable("dataset.path", missing)
-
-    monkeypatch.setitem(data.DATASETS, "digits", data.DATASETS["digits"]._replace(load=load))
-    monkeypatch.setattr(experiment, "_train_sizes", {})
-    r = invoke("dataset=digits")
-    assert (r.exit_code, r.stderr) == (1, f"regbench: error: dataset.path={missing}: no such file\n")
+DATA_FILES = [
+    (["dataset=csv"], 2, "dataset.path: required; the csv file to read, e.g. dataset.path=data.csv"),
+    (["dataset=csv", "dataset.path=missing.csv"], 1, "missing.csv: no such file"),
+    (["dataset=npz", "dataset.path=missing.npz"], 1, "missing.npz: no such file"),
+    (["dataset=csv", "dataset.path=adir"], 1, "adir: no such file"),
+    (["dataset=csv", "dataset.path=corrupt.csv"], 1, "corrupt.csv: column 'a' is not numeric ('x' on line 3)"),
+]
 
 
-def test_unreadable_data_files_name_the_reason(tmp_path):
-    with pytest.raises(RunError, match=r"^dataset.path=.*: is a folder; a file is needed$"):
-        require_readable("dataset.path", tmp_path)
-    locked = tmp_path / "locked.npz"
-    locked.write_bytes(b"")
-    locked.chmod(0)
-    if os.access(locked, os.R_OK):
-        pytest.skip("running as root: permissions do not stop reads")
-    with pytest.raises(RunError, match=r"^dataset.path=.*locked.npz: not readable \(permission denied\)$"):
-        require_readable("dataset.path", locked)
+@pytest.mark.parametrize("args,code,message", DATA_FILES, ids=[" ".join(a) for a, _, _ in DATA_FILES])
+def test_missing_or_unreadable_data_files_are_refused_before_launch(invoke, tmp_path, args, code, message):
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "corrupt.csv").write_text("a,b,label\n1,2,0\nx,y\n")
+    r = invoke(*args)
+    assert (r.exit_code, r.stderr) == (code, f"regbench: error: {message}\n")
