@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.regbench-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format smoke bench clean
+.PHONY: help install demo test test-all lint format smoke bench soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ smoke: install ## A tiny end-to-end run, as CI would: two epochs, one seed
 
 bench: install ## Time regbench against a textbook training loop on one sweep (prints speedup: <ratio>)
 	$(BIN)/python bench/bench.py
+
+soak: install ## Memory across a 200-job sweep in one process (RSS per 25 jobs; a few minutes)
+	$(BIN)/python bench/soak.py --jobs 200
 
 clean: ## Remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

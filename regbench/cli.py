@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import typer
@@ -31,8 +33,10 @@ def _version(value: bool):
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (as does HYDRA_FULL_ERROR=1)."),
 ):
-    pass
+    if debug:
+        os.environ["REGBENCH_DEBUG"] = "1"  # read by the Hydra shell too, which runs after this callback
 
 
 def _fail(err: RegbenchError):
@@ -40,6 +44,32 @@ def _fail(err: RegbenchError):
         raise err
     print(f"regbench: error: {err}", file=sys.stderr)
     raise typer.Exit(err.exit_code)
+
+
+def _outcomes(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a job killed mid-line: its folder still tells the truth
+            continue
+    return out
+
+
+def _summarise(outcomes: list[dict]) -> int:
+    """One line of counts, one line per failed job; the exit code (1 when any job failed)."""
+    counts = {s: sum(o["status"] == s for o in outcomes) for s in ("trained", "skipped", "failed")}
+    if len(outcomes) > 1 or counts["skipped"] or counts["failed"]:
+        done = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+        print(f"regbench: {len(outcomes)} job{'s' * (len(outcomes) != 1)}: {done}", file=sys.stderr)
+    for o in outcomes:
+        if o["status"] == "failed":
+            print(f"regbench: failed: {o['dir']}: {o['error']}", file=sys.stderr)
+    return 1 if counts["failed"] else 0
 
 
 RUN_HELP = """Train the baseline and the regularized model over several seeds; print the gap table.
@@ -60,18 +90,35 @@ Examples:
     help=RUN_HELP,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
-def run(ctx: typer.Context, overrides: list[str] = typer.Argument(None, help="Hydra overrides and flags.")):
+def run(
+    ctx: typer.Context,
+    overrides: list[str] = typer.Argument(None, help="Hydra overrides and flags."),
+    force: bool = typer.Option(False, "--force", help="Re-run jobs whose complete records exist (resume=false)."),
+):
     from regbench import overrides as checks
 
-    args = list(overrides or []) + list(ctx.args)
+    args = list(overrides or []) + list(ctx.args) + (["trainer.resume=false"] if force else [])
     try:
-        checks.check(args)
+        n_jobs = checks.check(args)
     except RegbenchError as err:
         _fail(err)
     from regbench import hydra_app
 
     sys.argv = ["regbench run", *args]
-    hydra_app.main()
+    if not n_jobs:  # --cfg, --help, ...: Hydra prints and no job runs
+        hydra_app.main()
+        return
+    fd, status = tempfile.mkstemp(prefix="regbench-status-", suffix=".jsonl")
+    os.close(fd)
+    os.environ[hydra_app.STATUS_ENV] = status
+    try:
+        hydra_app.main()
+        code = _summarise(_outcomes(Path(status)))
+    finally:
+        os.environ.pop(hydra_app.STATUS_ENV, None)
+        Path(status).unlink(missing_ok=True)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("list")
@@ -103,8 +150,8 @@ def early_stop(
 
     \b
     Examples:
-      regbench early-stop results/runs/2026-01-01/12-00-00-abc123
-      regbench early-stop results/runs/2026-01-01/12-00-00-abc123 criterion=gl gl_alpha=2 monitor=val_acc
+      regbench early-stop results/jobs/mnist1d-mlp-early_stopping-1a2b3c4d5e6f
+      regbench early-stop results/jobs/mnist1d-mlp-early_stopping-1a2b3c4d5e6f criterion=gl gl_alpha=2 monitor=val_acc
     """
     from pathlib import Path
 

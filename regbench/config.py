@@ -37,6 +37,11 @@ class TrainerConfig:
     progress: str = param(
         "auto", "auto: a live bar on a terminal, log lines otherwise", choices=["auto", "bar", "log", "off"]
     )
+    deterministic: bool = param(
+        False, "deterministic GPU kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS); CPU always is"
+    )
+    resume: bool = param(True, "skip the job when its folder holds a complete record; resume from a checkpoint")
+    checkpoint_every: int | None = param(None, "save a checkpoint every this many epochs (none: never)", ge=1)
 
 
 @dataclass

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+import os
+from pathlib import Path
+
 import torch
 from omegaconf import DictConfig
 
 from regbench import data, progress
 from regbench.config import Spec, to_container, validate_config
-from regbench.errors import RunError
-from regbench.results import provenance
+from regbench.errors import RunError, UsageError
+from regbench.results import provenance, store
+from regbench.train.checkpoint import Checkpointing
 from regbench.train.engine import train_population
 from regbench.train.metrics import COLUMNS
 from regbench.train.population import members_for
@@ -22,30 +27,69 @@ def resolve_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def final_metrics(values: list[float]) -> dict:
+def set_deterministic(on: bool) -> None:
+    """CPU kernels are deterministic already; on CUDA some (atomics-based reductions, cuBLAS workspaces) are not."""
+    if on:
+        # cuBLAS reads this when its handle is created, so it must be set before the first CUDA matmul.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = False
+
+
+_train_sizes: dict[str, int] = {}  # dataset config (repr) -> training split size: a sweep loads each dataset once
+
+
+def preflight(spec: Spec) -> None:
+    """What can be checked before any job starts beyond the schemas: the device, the data, the batch size.
+
+    Loading the data here also turns a missing or unreadable data file into one line before anything runs.
+    """
+    resolve_device(spec.trainer.device)
+    key = repr(spec.dataset)
+    if key not in _train_sizes:
+        _train_sizes[key] = data.load(spec.dataset).sizes()["train"]
+    n_train = _train_sizes[key]
+    if spec.trainer.batch_size > n_train:
+        raise UsageError(f"trainer.batch_size={spec.trainer.batch_size}: larger than the training split ({n_train})")
+
+
+def final_metrics(values: list[float], diverged: bool = False) -> dict:
+    """A diverged member's metrics are all null (its accuracy from NaN logits would be a number, and meaningless);
+    null also keeps result.json valid JSON, which NaN would not."""
     m = dict(zip(COLUMNS, values))
     m["gap_acc"] = m["train_acc"] - m["val_acc"]
     m["gap_loss"] = m["val_loss"] - m["train_loss"]
-    return m
+    return {k: (None if diverged or not math.isfinite(v) else v) for k, v in m.items()}
 
 
-def run_experiment(cfg: DictConfig, spec: Spec | None = None) -> dict:
-    """Train baseline and regularized members over the configured seeds; return the record (not yet written)."""
+def run_experiment(cfg: DictConfig, spec: Spec | None = None, folder: Path | None = None) -> dict:
+    """Train baseline and regularized members over the configured seeds; return the record (not yet written).
+
+    `folder`, the job's folder, is where checkpoints go when `trainer.checkpoint_every` is set.
+    """
     spec = spec or validate_config(cfg)
+    set_deterministic(spec.trainer.deterministic)
     device = resolve_device(spec.trainer.device)
     splits = data.load(spec.dataset).to(device)
     members = members_for(spec)
+    rid = store.run_id(spec)
+    ckpt = None
+    if folder is not None and spec.trainer.checkpoint_every:
+        ckpt = Checkpointing(Path(folder) / store.CHECKPOINT, spec.trainer.checkpoint_every, rid, spec.trainer.resume)
     label = f"{spec.dataset.name}/{spec.model.name}/{'+'.join(spec.regularizers) or 'baseline'}"
     bar = progress.choose(spec.trainer.progress, label)
-    pop = train_population(splits, spec.model, spec.trainer, members, device, bar)
+    pop = train_population(splits, spec.model, spec.trainer, members, device, bar, ckpt)
     return make_record(cfg, spec, splits.sizes(), pop, device)
 
 
 def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device) -> dict:
     """A job's record from its trained population (also a job's share of a larger sweep population)."""
+    rid = store.run_id(spec)
     finals = pop.final.tolist()
     return {
         "format": "regbench.result/1",
+        "run_id": rid,
         "job": {
             "dataset": spec.dataset.name,
             "model": spec.model.name,
@@ -58,9 +102,11 @@ def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device) -> dict:
                 "arm": m.arm,
                 "seed": m.seed,
                 "regularizers": m.params(),
-                "final": final_metrics(finals[i]),
+                "final": final_metrics(finals[i], pop.diverged_at[i] is not None),
                 "epochs": pop.epochs,
                 "frozen_at_epoch": pop.frozen_at[i],
+                "diverged": pop.diverged_at[i] is not None,
+                "diverged_at_epoch": pop.diverged_at[i],
                 "steps": pop.steps,
                 **pop.extras[i],
             }

@@ -1,11 +1,17 @@
-"""The thin @hydra.main shell: validate, run the core, write the records, print the table."""
+"""The thin @hydra.main shell: skip what is complete, run the core, write the records or the failure, print the table.
+
+A job's folder is results/jobs/<run id> (see regbench.results.store), for a single run and for every job of a
+sweep; a sweep's own folder (results/sweeps/<date>/<time>-<random>) holds Hydra's multirun.yaml and jobs.jsonl,
+one line per job naming its folder and what happened to it. A job that raises leaves failure.json in its folder
+and the sweep goes on; the `regbench run` command reads every job's outcome at the end (the file named by
+REGBENCH_STATUS, appended to by each job, so process-based launchers report too) and exits non-zero on failures.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import hydra
@@ -17,29 +23,62 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.regbench_launcher.regbench_launcher import RegbenchLauncher
 from regbench.config import validate_config
-from regbench.errors import RegbenchError
 from regbench.experiment import run_experiment
 from regbench.paths import config_dir
 from regbench.report.frame import members_frame
 from regbench.report.summary import render, summarize
-from regbench.results import records
+from regbench.results import records, store
 
 log = logging.getLogger("regbench")
+STATUS_ENV = "REGBENCH_STATUS"
 
 # Hydra finds plugins by walking the `hydra_plugins` namespace's paths, which an editable (PEP 660) install does
 # not expose; registering regbench's launcher by hand works for every kind of install.
 Plugins.instance().register(RegbenchLauncher)
 
-# Cached per config and copied by Hydra into each job of a sweep, so a run folder's suffix is drawn once.
+
+def _job_config(root: DictConfig) -> DictConfig:
+    # the job's keys only: resolving the hydra node from inside one of its own interpolations would recurse
+    return OmegaConf.create({k: OmegaConf.to_container(root[k], resolve=True) for k in root if k != "hydra"})
+
+
+def _run_id(*, _root_: DictConfig) -> str:
+    return store.run_id(validate_config(_job_config(_root_)))
+
+
+def _job_subdir(jobs_root: str, *, _root_: DictConfig) -> str:
+    """A sweep job's folder relative to the sweep's: jobs_root/<run id>, shared by every sweep that runs the job."""
+    target = os.path.abspath(os.path.join(jobs_root, _run_id(_root_=_root_)))
+    return os.path.relpath(target, os.path.abspath(str(_root_.hydra.sweep.dir)))
+
+
+# Cached per config and copied by Hydra into each job of a sweep, so a sweep folder's suffix is drawn once.
 OmegaConf.register_new_resolver("regbench_uid", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+OmegaConf.register_new_resolver("regbench_run_id", _run_id, replace=True)
+OmegaConf.register_new_resolver("regbench_job_subdir", _job_subdir, replace=True)
 
 
-def fail(err: RegbenchError):
-    """One line, no traceback (unless HYDRA_FULL_ERROR=1 or REGBENCH_DEBUG=1), and the error's exit code."""
-    if os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("REGBENCH_DEBUG") == "1":
-        raise err
-    print(f"regbench: error: {err}", file=sys.stderr)
-    sys.exit(err.exit_code)
+def debug() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or os.environ.get("REGBENCH_DEBUG") == "1"
+
+
+def _report(out: Path, rid: str, status: str, error: str = "") -> None:
+    entry = {"run_id": rid, "dir": str(out), "status": status, **({"error": error} if error else {})}
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN:
+        sweep = Path(hc.sweep.dir)
+        rel = os.path.relpath(out, sweep.resolve())
+        line = {"num": hc.job.num, **entry, "dir": rel, "overrides": list(hc.overrides.task)}
+        store.append_line(sweep / store.SWEEP_INDEX, line)
+    if os.environ.get(STATUS_ENV):
+        store.append_line(Path(os.environ[STATUS_ENV]), entry)
+
+
+def _show(result: dict) -> float | None:
+    render(summarize(members_frame(result)), title=f"{result['job']['dataset']} / {result['job']['model']}")
+    reg = [m["final"]["val_acc"] for m in result["members"] if m["arm"] != "baseline"]
+    reg = [v for v in reg if v is not None]
+    return sum(reg) / len(reg) if reg else None  # what an optimizing sweeper maximises
 
 
 def pin_gpu() -> None:
@@ -51,24 +90,38 @@ def pin_gpu() -> None:
         torch.cuda.set_device(hc.job.num % count)
 
 
-def run_job(cfg: DictConfig) -> float | None:
-    pin_gpu()
+def run_job(cfg: DictConfig, trained: dict | None = None) -> float | None:
+    """One job: `trained` is its record when regbench's launcher already trained it inside a sweep population."""
+    out = Path(HydraConfig.get().runtime.output_dir)
+    rid = out.name
     try:
         spec = validate_config(cfg)
-        result = run_experiment(cfg, spec)
-    except RegbenchError as err:
-        fail(err)
-    return finish_job(result)
-
-
-def finish_job(result: dict) -> float | None:
-    """Write a job's records into its Hydra folder and print its table (also for jobs trained in a batch)."""
-    out = Path(HydraConfig.get().runtime.output_dir)
-    path = records.save(result, out)
-    render(summarize(members_frame(result)), title=f"{result['job']['dataset']} / {result['job']['model']}")
-    log.info("records: %s", path)
-    reg = [m["final"]["val_acc"] for m in result["members"] if m["arm"] != "baseline"]
-    return sum(reg) / len(reg) if reg else None  # what an optimizing sweeper maximises
+        rid = store.run_id(spec)
+        with store.lock(out):
+            result = store.read_record(out) if spec.trainer.resume else None
+            status = "skipped" if result is not None and result.get("run_id") == rid else "trained"
+            if status == "trained":
+                if trained is None:
+                    pin_gpu()
+                result = trained or run_experiment(cfg, spec, folder=out)
+                records.save(result, out)
+                store.clear_failure(out)
+                (out / store.CHECKPOINT).unlink(missing_ok=True)
+    except Exception as err:  # noqa: BLE001 - one job's failure is recorded and the sweep goes on
+        store.write_failure(out, err, rid)
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        if debug():
+            log.exception("job failed: %s", out)
+        else:
+            log.error("job failed: %s (traceback in %s)", message, out / store.TRACEBACK)
+        _report(out, rid, "failed", message)
+        return None
+    if status == "skipped":
+        log.info("skipped, already complete: %s", out)
+    else:
+        log.info("records: %s", out / records.RESULT)
+    _report(out, rid, status)
+    return _show(result)
 
 
 @hydra.main(config_path=config_dir(), config_name="config", version_base="1.3")

@@ -1,7 +1,8 @@
 """Checks of a `regbench run` command line before Hydra starts, so that bad input costs nothing.
 
 Every job a command would launch (a multirun's sweep expanded, with an experiment preset's sweeper params) is
-composed and validated first; the first problem is one line and exit code 2, and no job folder is created.
+composed and validated first, then checked against what exists (the device, the data and its training split's
+size); the first problem is one line (exit code 2, or 1 for a missing GPU or data file) and no folder is created.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from regbench.config import validate_config
 from regbench.errors import UsageError, unknown_name
+from regbench.experiment import preflight
 from regbench.paths import config_dir
 
 GROUPS = ("dataset", "model", "regularizers", "trainer", "experiment")
@@ -38,6 +40,8 @@ TAKES_VALUE = {
     "-cd",
     "--experimental-rerun",
 }
+# Flags Hydra itself takes besides these (they carry no value of their own).
+FLAGS = {"-m", "--multirun", "--run", "-r", "--resolve", "--version"} | PRINT_ONLY | TAKES_VALUE
 # Validating a sweep composes each job; past this many, the rest are left to the jobs themselves.
 MAX_CHECKED = 512
 
@@ -62,7 +66,8 @@ def split_args(args: list[str]) -> tuple[list[str], bool, bool]:
         elif a in TAKES_VALUE:
             skip = True
         elif a.startswith("-"):
-            continue
+            if a.split("=")[0] not in FLAGS:
+                raise UsageError(f"{a}: unknown option; see `regbench run --help`")
         else:
             overrides.append(a)
     return overrides, multirun, print_only
@@ -112,14 +117,17 @@ def check(args: list[str]) -> int:
     if print_only:
         return 0
     parser = OverridesParser.create()
-    try:
-        parsed = parser.parse_overrides(overrides)
-    except HydraException as e:
-        raise UsageError(str(e).splitlines()[0]) from None
+    parsed = []
+    for o in overrides:
+        try:
+            parsed.append(parser.parse_override(o))
+        except HydraException as e:
+            detail = str(e).splitlines()[0]
+            raise UsageError(f"{o}: not a valid override ({detail}); expected key=value or group=[a,b]") from None
     _check_group_values(parsed)
     with initialize_config_dir(config_dir(), version_base="1.3", job_name="regbench"):
         if not multirun:
-            validate_config(_compose(overrides))
+            preflight(validate_config(_compose(overrides)))
             return 1
         # Hydra's basic sweeper: the preset's hydra.sweeper.params first, the command line's sweeps win.
         base = _compose([o for o in overrides if not _is_sweep(o, parser)], with_hydra=True)
@@ -128,7 +136,7 @@ def check(args: list[str]) -> int:
         jobs = BasicSweeper.split_arguments(parser.parse_overrides(preset + overrides), None)[0]
         _check_group_values(parser.parse_overrides(preset))
         for job in jobs[:MAX_CHECKED]:
-            validate_config(_compose(list(job)))
+            preflight(validate_config(_compose(list(job))))
         return len(jobs)
 
 

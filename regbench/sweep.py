@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from regbench import data, models, progress
 from regbench.config import Spec
-from regbench.experiment import make_record, resolve_device
+from regbench.experiment import make_record, resolve_device, set_deterministic
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.train.engine import PopulationResult, member_loss, train_population
@@ -74,6 +74,7 @@ def merge(parts: list[PopulationResult]) -> PopulationResult:
         members=[m for p in parts for m in p.members],
         final=torch.cat([p.final for p in parts]),
         frozen_at=[a for p in parts for a in p.frozen_at],
+        diverged_at=[a for p in parts for a in p.diverged_at],
         history=rows,
         extras=[e for p in parts for e in p.extras],
         steps=max(p.steps for p in parts),
@@ -90,6 +91,7 @@ def train_jobs(jobs: list[Job], budget_bytes: int) -> Iterator[tuple[int, dict]]
         groups.setdefault(group_key(job.spec), []).append(job)
     for n, group in enumerate(groups.values(), 1):
         spec = group[0].spec
+        set_deterministic(spec.trainer.deterministic)
         device = resolve_device(spec.trainer.device)
         splits = data.load(spec.dataset).to(device)
         pool: dict[str, int] = {}

@@ -22,7 +22,7 @@ def test_run_trains_records_and_prints_the_table(tmp_path):
     assert r.returncode == 0, r.stderr
     for label in ("baseline", "Δ l2+dropout", "train acc", "gap: train − val acc"):
         assert label in r.stdout
-    (record_path,) = tmp_path.glob("results/runs/*/*/result.json")
+    (record_path,) = tmp_path.glob("results/jobs/*/result.json")
     record = json.loads(record_path.read_text())
     assert len(record["members"]) == 6  # {baseline, l2+dropout} x 3 seeds, one process
     assert (record_path.parent / "history.csv").is_file()
@@ -32,10 +32,13 @@ def test_run_trains_records_and_prints_the_table(tmp_path):
 def test_multirun_writes_one_folder_per_job(tmp_path):
     r = run_cli("run", "-m", "regularizers=[l1],[dropout]", *TINY, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    found = sorted(tmp_path.glob("results/sweeps/*/*/*/result.json"))
+    found = sorted(tmp_path.glob("results/jobs/*/result.json"))
     assert len(found) == 2
     arms = {json.loads(p.read_text())["members"][-1]["arm"] for p in found}
     assert arms == {"l1", "dropout"}
+    (index,) = tmp_path.glob("results/sweeps/*/*/jobs.jsonl")  # the sweep's folder lists its jobs' folders
+    jobs = [json.loads(line) for line in index.read_text().splitlines()]
+    assert sorted((index.parent / j["dir"] / "result.json").resolve() for j in jobs) == [p.resolve() for p in found]
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ def test_batched_sweep_records_equal_each_job_run_alone(tmp_path, compose_cfg):
     assert r.returncode == 0, r.stderr
     assert "as batched populations" in r.stdout + r.stderr  # Hydra instantiated regbench's launcher, the default
     for job in ("l1", "dropout"):
-        found = tmp_path.glob("results/sweeps/*/*/*/result.json")
+        found = tmp_path.glob("results/jobs/*/result.json")
         (path,) = [p for p in found if json.loads(p.read_text())["members"][-1]["arm"] == job]
         assert (path.parent / ".hydra" / "overrides.yaml").is_file() and (path.parent / "history.csv").is_file()
         batched = json.loads(path.read_text())
@@ -113,5 +113,5 @@ def test_each_process_of_a_multi_process_sweep_takes_its_own_gpu(monkeypatch):
 def test_joblib_and_submitit_local_launchers_run_a_sweep(tmp_path, launcher):
     r = run_cli("run", "-m", f"hydra/launcher={launcher}", "regularizers=[l1],[dropout]", *TINY, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    found = sorted(tmp_path.glob("results/sweeps/*/*/*/result.json"))
+    found = sorted(tmp_path.glob("results/jobs/*/result.json"))
     assert {json.loads(p.read_text())["members"][-1]["arm"] for p in found} == {"l1", "dropout"}

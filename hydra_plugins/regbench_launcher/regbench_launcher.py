@@ -32,7 +32,8 @@ class RegbenchLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from regbench.config import validate_config
         from regbench.errors import RegbenchError
-        from regbench.hydra_app import finish_job
+        from regbench.hydra_app import run_job as regbench_job
+        from regbench.results import store
         from regbench.sweep import Job, train_jobs
 
         setup_globals()
@@ -53,7 +54,10 @@ class RegbenchLauncher(Launcher):
                 )
             configs.append(cfg)
             with contextlib.suppress(RegbenchError):  # such a job runs on its own below, which reports the problem
-                jobs.append(Job(n, cfg, validate_config(cfg)))
+                spec = validate_config(cfg)
+                # a job already complete (resume) goes to run_job untrained, which skips it
+                if not (spec.trainer.resume and store.is_complete(cfg.hydra.runtime.output_dir, store.run_id(spec))):
+                    jobs.append(Job(n, cfg, spec))
 
         returns: dict[int, JobReturn] = {}
 
@@ -69,7 +73,7 @@ class RegbenchLauncher(Launcher):
 
         try:
             for n, record in train_jobs(jobs, self.budget_bytes):
-                finish(n, lambda _cfg, record=record: finish_job(record))
+                finish(n, lambda cfg, record=record: regbench_job(cfg, record))
         except RegbenchError as err:
             log.info("batched training stopped (%s); the remaining jobs run one by one", err)
         for n in range(len(configs)):

@@ -14,6 +14,9 @@ Hooks, in the order the engine calls them:
                            members to freeze from now on (early stopping); the engine stops updating them
   on_end(model) -> bool    after training: e.g. restore each member's best weights; True if it changed weights
   record() -> [K] dicts    fields each member adds to its entry in result.json (e.g. stop and best epochs)
+  state_dict() / load_state_dict(state)
+                           whatever the regularizer keeps between steps (e.g. best weights so far), as tensors
+                           and plain containers: saved in checkpoints so a resumed run continues exactly
 
 Combining regularizers: every hook composes. Penalties add up, transforms chain in the composed order, post-steps
 apply one after the other. Two penalties on the same weights under different names (l1 + elastic_net, l2 +
@@ -81,6 +84,12 @@ class Regularizer:
         return False
 
     def record(self) -> list[dict] | None:
+        return None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
         return None
 
 

@@ -112,6 +112,10 @@ class Criterion:
         return stop, improved
 
 
+# What a criterion accumulates over evaluations: saved in checkpoints, so a resumed run stops where it would have.
+CRITERION_STATE = ("active", "best", "ref", "strip_end", "waited", "ups", "best_epoch", "train_errors", "t")
+
+
 class EarlyStopping(Regularizer):
     name = "early_stopping"
     Config = EarlyStoppingConfig
@@ -146,6 +150,15 @@ class EarlyStopping(Regularizer):
             view = t.view(self.k, -1)
             view.copy_(torch.where(self.restore.view(-1, 1), best.view(self.k, -1), view))
         return True
+
+    def state_dict(self):
+        crit = {name: getattr(self.criterion, name) for name in CRITERION_STATE}
+        return {"best_state": self.best_state, "stopped": self.stopped, "stop_epoch": self.stop_epoch, **crit}
+
+    def load_state_dict(self, state):
+        self.best_state, self.stopped, self.stop_epoch = state["best_state"], state["stopped"], state["stop_epoch"]
+        for name in CRITERION_STATE:
+            setattr(self.criterion, name, state[name])
 
     def record(self):
         stopped, stop_epoch = self.stopped.tolist(), self.stop_epoch.tolist()

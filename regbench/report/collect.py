@@ -1,5 +1,8 @@
 """Find every record below some paths and read them into one DataFrame, a row per member.
 
+Records live in job folders (results/jobs/<run id>); a sweep's folder names its jobs in jobs.jsonl, which is
+followed, so `regbench report results/sweeps/<date>/<sweep>` reports exactly that sweep's jobs.
+
 A record that cannot be read (half-written, corrupt, foreign) is skipped with a warning naming it: one bad file in a
 large sweep must not hide the rest. A path that does not exist is a usage error; finding nothing is a run error.
 """
@@ -14,7 +17,7 @@ import pandas as pd
 
 from regbench.errors import RunError, UsageError
 from regbench.report.frame import members_frame
-from regbench.results import records
+from regbench.results import records, store
 
 
 def find(paths: Iterable[str | Path]) -> list[Path]:
@@ -29,6 +32,11 @@ def find(paths: Iterable[str | Path]) -> list[Path]:
             for f in sorted(p.rglob(records.RESULT)):
                 if f.is_file():
                     found[f.resolve()] = None
+            # a sweep's folder holds no records itself: its jobs.jsonl names the job folders (results/jobs/<id>)
+            for index in sorted(p.rglob(store.SWEEP_INDEX)):
+                for folder in store.indexed_jobs(index):
+                    if (folder / records.RESULT).is_file():
+                        found[(folder / records.RESULT).resolve()] = None
     return list(found)
 
 

@@ -53,7 +53,11 @@ def members_frame(record: dict, source: str = "") -> pd.DataFrame:
                 "setting": regularizer_label(m["regularizers"]),
                 "regularizers": json.dumps(m["regularizers"], sort_keys=True),
                 "seed": m["seed"],
+                "diverged": bool(m.get("diverged", False)),
                 **m["final"],
             }
         )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # a diverged member's metrics are null in its record: NaN here, left out of means by pandas
+    metrics = [c for c in df.columns if c.endswith(("_loss", "_acc")) or c.startswith("gap_")]
+    return df.astype({c: float for c in metrics})

@@ -1,11 +1,16 @@
 """The training loop: K members as one member-batched computation.
 
 Data stay on the device as tensors and minibatches are gathered by index: no DataLoader, and no host
-synchronisation inside the step loop (the only syncs are one per evaluation, for the progress display).
+synchronisation inside the step loop (the only syncs are one per evaluation: progress, freezing, divergence).
+
+A member whose loss turns NaN or infinite is caught by a [K] flag accumulated on the device every step and read at
+the next evaluation; from then on it is frozen and marked diverged, while the rest of the population trains on
+(members never mix: a NaN in one member's slice of a batched matmul stays in that slice).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -18,8 +23,11 @@ from regbench.errors import UsageError
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.regularizers.base import Batch
+from regbench.train import checkpoint
 from regbench.train.metrics import COLUMNS, evaluate
 from regbench.train.population import Member
+
+log = logging.getLogger("regbench")
 
 
 @dataclass
@@ -27,6 +35,7 @@ class PopulationResult:
     members: list[Member]
     final: torch.Tensor  # [K, 6] metrics at the end (columns as COLUMNS), on the CPU
     frozen_at: list[int | None]  # per member: the epoch after which it stopped updating, None if it never did
+    diverged_at: list[int | None]  # per member: the evaluation epoch its loss was first seen NaN/inf, or None
     history: list[dict]  # one row per member per evaluation
     extras: list[dict]  # per member: record fields contributed by regularizers (Regularizer.record)
     steps: int
@@ -50,6 +59,7 @@ class PopulationResult:
             members=[self.members[i] for i in indices],
             final=self.final[indices],
             frozen_at=stops,
+            diverged_at=[self.diverged_at[i] for i in indices],
             history=rows,
             extras=[self.extras[i] for i in indices],
             steps=steps,
@@ -85,7 +95,7 @@ def make_optimizer(params, trainer):
 class Freezer:
     """Keeps frozen members' parameters and running statistics unchanged while the rest train on.
 
-    Members freeze when a hook asks (early stopping) or, later, when they diverge. Which members are frozen is
+    Members freeze when a hook asks (early stopping) or when they diverge. Which members are frozen is
     only learned at an evaluation (a host sync happens there anyway), so steps pay nothing until one is.
     """
 
@@ -97,13 +107,24 @@ class Freezer:
             b for b in model.buffers() if b.numel() % k == 0 and b.dim() > 0 and b.shape[0] % k == 0
         ]
         self.frozen_at: list[int | None] = [None] * k
+        self.diverged_at: list[int | None] = [None] * k
 
-    def freeze(self, mask: torch.Tensor, epoch: int) -> None:
+    def freeze(self, mask: torch.Tensor, epoch: int, diverged: bool = False) -> None:
         new = (mask & ~self.mask).tolist()
         for j, is_new in enumerate(new):
             if is_new:
                 self.frozen_at[j] = epoch
+                if diverged:
+                    self.diverged_at[j] = epoch
         self.mask |= mask
+        self.any = any(a is not None for a in self.frozen_at)
+
+    def state_dict(self) -> dict:
+        return {"mask": self.mask, "frozen_at": self.frozen_at, "diverged_at": self.diverged_at}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mask.copy_(state["mask"])
+        self.frozen_at, self.diverged_at = list(state["frozen_at"]), list(state["diverged_at"])
         self.any = any(a is not None for a in self.frozen_at)
 
     def all_frozen(self) -> bool:
@@ -139,6 +160,13 @@ class Schedule:
         perms = perms.view(len(self.gens), self.steps_per_epoch, self.b).to(self.device, non_blocking=True)
         return perms[self.slot]
 
+    def state_dict(self) -> list[torch.Tensor]:
+        return [g.get_state() for g in self.gens]
+
+    def load_state_dict(self, states: list[torch.Tensor]) -> None:
+        for g, st in zip(self.gens, states):
+            g.set_state(st.cpu())
+
 
 def compiled(model, trainer, device):
     """The model's forward, through torch.compile when asked; on CUDA with CUDA graphs (mode reduce-overhead),
@@ -149,7 +177,10 @@ def compiled(model, trainer, device):
     return torch.compile(model, mode=mode, dynamic=False)
 
 
-def train_population(splits, model_cfg, trainer, members: list[Member], device, progress=None) -> PopulationResult:
+def train_population(
+    splits, model_cfg, trainer, members: list[Member], device, progress=None, ckpt=None
+) -> PopulationResult:
+    """Train the population; `ckpt` (a checkpoint.Checkpointing) saves every few epochs and resumes from a save."""
     t0 = time.perf_counter()
     k = len(members)
     n_train = len(splits.y_train)
@@ -167,8 +198,6 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
     forward = compiled(model, trainer, device)
     # bf16 autocast, opt-in: matmuls in bfloat16, parameters, optimizer state and losses stay fp32
     autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=trainer.precision == "bf16")
-    # under torch.compile the step is a device tensor, so the compiled graph neither recompiles per step nor syncs
-    step_t = torch.zeros((), dtype=torch.int64, device=device) if trainer.compile else None
     freezer = Freezer(model, k, device)
 
     schedule = Schedule(seeds, n_train, trainer.batch_size, device)
@@ -181,7 +210,25 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
     history: list[tuple[int, int, torch.Tensor]] = []
     step = 0
     epoch = 0
-    for epoch in range(1, total_epochs + 1):
+    elapsed = 0.0  # training time spent before a resume
+    bad = torch.zeros(k, dtype=torch.bool, device=device)  # loss seen NaN/inf since the start; read at evaluations
+    state = checkpoint.load(ckpt, device)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        freezer.load_state_dict(state["freezer"])
+        schedule.load_state_dict(state["schedule"])
+        for r, rs in zip(regs, state["regularizers"]):
+            r.load_state_dict(rs)
+        history = [tuple(h) for h in state["history"]]
+        bad.copy_(state["bad"])
+        epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
+        log.info("resumed from %s at epoch %d", ckpt.path, epoch)
+    # a checkpoint taken when every member had stopped leaves nothing to train
+    first = total_epochs + 1 if freezer.all_frozen() else epoch + 1
+    # under torch.compile the step is a device tensor, so the compiled graph neither recompiles per step nor syncs
+    step_t = torch.tensor(step, dtype=torch.int64, device=device) if trainer.compile else None
+    for epoch in range(first, total_epochs + 1):  # noqa: B020 - after the loop, epoch is the last one trained
         order = schedule.epoch()
         for i in range(min(spe, total_steps - step)):
             idx = order[:, i]  # [K, B]
@@ -196,6 +243,7 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
                 pen = r.penalty(model)
                 if pen is not None:
                     loss = loss + pen
+            bad |= ~torch.isfinite(loss.detach())
             # Members are independent, so the gradient of the sum is each member's own gradient.
             loss.sum().backward()
             opt.step()
@@ -209,14 +257,30 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
         if epoch % trainer.eval_every == 0 or step == total_steps:
             metrics = evaluate(model, splits, seeds_t)
             history.append((epoch, step, metrics))
+            bad |= ~torch.isfinite(metrics).all(1)
+            freezer.freeze(bad, epoch, diverged=True)
             for r in regs:
                 stop = r.on_eval(model, epoch, metrics)
                 if stop is not None:
                     freezer.freeze(stop.to(device), epoch)
             if progress is not None:
-                progress.update(epoch, metrics[:, COLUMNS.index("val_acc")].max().item())
-            if freezer.all_frozen():
-                break
+                progress.update(epoch, metrics[:, COLUMNS.index("val_acc")].nan_to_num(0.0).max().item())
+        if ckpt is not None and (ckpt.due(epoch) or freezer.all_frozen()) and step < total_steps:
+            state = {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "freezer": freezer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "regularizers": [r.state_dict() for r in regs],
+                "history": [list(h) for h in history],
+                "bad": bad,
+                "epoch": epoch,
+                "step": step,
+                "elapsed": elapsed + time.perf_counter() - t0,
+            }
+            checkpoint.save(ckpt, state)
+        if freezer.all_frozen():
+            break
     if progress is not None:
         progress.close()
     changed = [r.on_end(model) for r in regs]  # a list, so every hook runs
@@ -244,10 +308,11 @@ def train_population(splits, model_cfg, trainer, members: list[Member], device, 
         members=members,
         final=final.cpu(),
         frozen_at=freezer.frozen_at,
+        diverged_at=freezer.diverged_at,
         history=rows,
         extras=extras,
         steps=step,
         epochs=epoch,
-        wall_time=time.perf_counter() - t0,
+        wall_time=elapsed + time.perf_counter() - t0,
         device=str(device),
     )

@@ -1,0 +1,160 @@
+"""Where a job's records live and whether they are complete: the pieces resume, failure and locking are made of.
+
+A job's folder is named by its run id, a stable hash of the validated job config (without keys that only change
+how a run is shown or saved), so re-running a sweep finds the folders of the jobs it already finished. These are
+small functions on purpose: the Hydra shell (`regbench.hydra_app`) and a launcher that trains many jobs as one
+population both call them.
+
+    job_dir(root, spec)        results/jobs/<run id>
+    is_complete(folder, id)    a loadable result.json whose run id matches
+    lock(folder)               an exclusive lock held while a job trains; a second process waits, then skips
+    write_failure(folder, ..)  failure.json (+ failure.txt, the traceback); never named result.json
+    append_line(path, entry)   one outcome line in a sweep's jobs.jsonl or the command's status file
+    indexed_jobs(jobs.jsonl)   the job folders a sweep ran (`regbench report <sweep folder>` follows them)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import json
+import logging
+import os
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from regbench.results import records
+
+log = logging.getLogger("regbench")
+
+JOBS = "jobs"
+FAILURE = "failure.json"
+TRACEBACK = "failure.txt"
+CHECKPOINT = "checkpoint.pt"
+LOCK = ".lock"
+SWEEP_INDEX = "jobs.jsonl"  # in a sweep's folder: one line per job run by the sweep, naming its folder
+# Trainer keys that change how a run is shown or saved, never its numbers: they stay out of the run id.
+NOT_IN_RUN_ID = ("progress", "resume", "checkpoint_every")
+
+
+def _plain(obj):
+    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
+
+
+def identity(spec) -> dict:
+    """What a job computes, as plain data: the input of its run id (stored in its record too)."""
+    trainer = {k: v for k, v in _plain(spec.trainer).items() if k not in NOT_IN_RUN_ID}
+    return {
+        "dataset": _plain(spec.dataset),
+        "model": _plain(spec.model),
+        # a list, not a dict: the composed order decides the order transforms apply in
+        "regularizers": [[name, _plain(c)] for name, c in spec.regularizers.items()],
+        "trainer": trainer,
+    }
+
+
+def run_id(spec) -> str:
+    """`<dataset>-<model>-<arm>-<hash>`: readable in a listing, and the same for the same validated config.
+
+    The spec is validated and typed first, so `lr=1e-2` and `lr=0.01` (or `strength=1` and `strength=1.0`)
+    give one id.
+    """
+    text = json.dumps(identity(spec), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    arm = "+".join(spec.regularizers) or "baseline"
+    return f"{spec.dataset.name}-{spec.model.name}-{arm}-{digest}"
+
+
+def job_dir(root: str | os.PathLike, spec) -> Path:
+    return Path(root) / JOBS / run_id(spec)
+
+
+def read_record(folder: Path) -> dict | None:
+    """The folder's complete record, or None: absent, half-written or corrupt records all read as incomplete."""
+    try:
+        return records.load(Path(folder) / records.RESULT)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def is_complete(folder: Path, rid: str | None = None) -> bool:
+    record = read_record(folder)
+    return record is not None and (rid is None or record.get("run_id") == rid)
+
+
+def write_failure(folder: Path, err: BaseException, rid: str | None = None) -> Path:
+    """failure.json (error type and message) and failure.txt (the traceback), each written atomically."""
+    folder = Path(folder)
+    tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    records.atomic_write(folder / TRACEBACK, tb)
+    failure = {
+        "format": "regbench.failure/1",
+        "run_id": rid,
+        "error": type(err).__name__,
+        "message": str(err).splitlines()[0] if str(err) else "",
+        "traceback": TRACEBACK,
+        "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path = folder / FAILURE
+    records.atomic_write(path, json.dumps(failure, indent=2) + "\n")
+    return path
+
+
+def clear_failure(folder: Path) -> None:
+    for name in (FAILURE, TRACEBACK):
+        (Path(folder) / name).unlink(missing_ok=True)
+
+
+def append_line(path: Path, entry: dict) -> None:
+    """Append one JSON line (a sweep's jobs.jsonl, the command's outcome file) with a single O_APPEND write, so
+    lines from several processes appending at once never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def indexed_jobs(index: Path) -> list[Path]:
+    """The job folders a sweep's jobs.jsonl names (each once, in order); unreadable lines are passed over."""
+    index = Path(index)
+    try:
+        lines = index.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    folders: dict[Path, None] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            folders[(index.parent / entry["dir"]).resolve()] = None
+        except (ValueError, KeyError, TypeError):
+            continue
+    return list(folders)
+
+
+@contextmanager
+def lock(folder: Path, wait: bool = True):
+    """Hold `folder/.lock` exclusively (flock) while a job trains.
+
+    The kernel drops a flock when its holder dies, SIGKILL included, so a killed run never leaves a stale lock.
+    A second process asking for a held lock waits (logging once) when `wait`, else gets BlockingIOError.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES) or not wait:
+                raise BlockingIOError(errno.EAGAIN, f"{folder}: another process is running this job") from None
+            log.info("%s: another process is running this job; waiting for it", folder.name)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -1,0 +1,112 @@
+"""Bad input, refused before anything runs: one line naming the key and what is allowed, the right exit code.
+
+The `regbench` command runs in-process here (typer's runner) since nothing gets as far as Hydra; test_cli.py runs
+a few of the same refusals in a real subprocess. Exit code 2 is a usage error, 1 a runtime failure (no GPU, a
+missing or unreadable data file: the data are loaded before launch); neither prints a traceback nor creates
+results/.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from regbench.cli import app
+
+CASES = [
+    # unknown group options and keys, unknown flags, unparsable overrides
+    (["trainer=fast"], "trainer: unknown name 'fast'; known: default"),
+    (["++foo=1"], "foo: unknown top-level key; allowed: dataset, model, regularizers, trainer"),
+    (["--bogus"], "--bogus: unknown option; see `regbench run --help`"),
+    (
+        ["regularizers=[l2"],
+        "regularizers=[l2: not a valid override (no viable alternative at input '[l2'); "
+        "expected key=value or group=[a,b]",
+    ),
+    # wrong types
+    (["trainer.seeds=abc"], "trainer.seeds='abc': must be an integer"),
+    (["trainer.lr=fast"], "trainer.lr='fast': must be a number"),
+    (["dataset.standardize=maybe"], "dataset.standardize='maybe': must be true or false"),
+    (["trainer.resume=maybe"], "trainer.resume='maybe': must be true or false"),
+    (["trainer.optimizer=rmsprop"], "trainer.optimizer='rmsprop': must be one of adam, sgd"),
+    (["trainer.lr=nan"], "trainer.lr=nan: must be a finite number"),
+    # out-of-range probabilities, ratios and strengths
+    (["regularizers.dropout.input_p=-0.1"], "regularizers.dropout.input_p=-0.1: must be in [0.0, 1.0)"),
+    (["regularizers=[l1]", "regularizers.l1.strength=-1"], "regularizers.l1.strength=-1.0: must be in [0.0, inf)"),
+    (["trainer.momentum=1"], "trainer.momentum=1.0: must be in [0.0, 1.0)"),
+    (["dataset.val_fraction=1.5"], "dataset.val_fraction=1.5: must be in (0.0, 1.0)"),
+    (["trainer.lr=100"], "trainer.lr=100.0: must be in (0.0, 10.0]"),
+    (["model=cnn", "model.channels=0"], "model.channels=0: must be in [1, 4096]"),
+    (["model.depth=65"], "model.depth=65: must be in [0, 64]"),
+    # non-positive counts, sizes and rates
+    (["trainer.seeds=-1"], "trainer.seeds=-1: must be in [1, 10000]"),
+    (["-m", "trainer.seeds=1,0"], "trainer.seeds=0: must be in [1, 10000]"),
+    (["trainer.batch_size=-5"], "trainer.batch_size=-5: must be in [1, inf)"),
+    (["trainer.lr=-0.1"], "trainer.lr=-0.1: must be in (0.0, 10.0]"),
+    (["trainer.epochs=0"], "trainer.epochs=0: must be in [1, inf)"),
+    (["trainer.eval_every=0"], "trainer.eval_every=0: must be in [1, inf)"),
+    (["trainer.steps=0"], "trainer.steps=0: must be in [1, inf)"),
+    (["trainer.checkpoint_every=0"], "trainer.checkpoint_every=0: must be in [1, inf)"),
+    (["trainer.seed=-3"], "trainer.seed=-3: must be in [0, inf)"),
+    (["dataset.split_seed=-1"], "dataset.split_seed=-1: must be in [0, inf)"),
+    # what only the data can tell: checked for every job of a sweep before the first starts
+    (
+        ["dataset.num_samples=100", "dataset.val_fraction=0.999"],
+        "dataset.val_fraction=0.999: leaves 0 training and 80 validation examples out of 80; "
+        "must leave at least one of each",
+    ),
+    (
+        ["dataset.num_samples=600", "trainer.batch_size=1000"],
+        "trainer.batch_size=1000: larger than the training split (432)",
+    ),
+    (
+        ["-m", "dataset.num_samples=600", "trainer.batch_size=100,1000"],
+        "trainer.batch_size=1000: larger than the training split (432)",
+    ),
+    (["dataset=digits", "trainer.batch_size=2000"], "trainer.batch_size=2000: larger than the training split (1294)"),
+]
+
+
+@pytest.fixture
+def invoke(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REGBENCH_DEBUG", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def _invoke(*args):
+        result = CliRunner().invoke(app, ["run", *args])
+        assert not (tmp_path / "results").exists()  # nothing written
+        return result
+
+    return _invoke
+
+
+@pytest.mark.parametrize("args,message", CASES, ids=[" ".join(a) for a, _ in CASES])
+def test_usage_errors_are_one_line_exit_2(invoke, args, message):
+    r = invoke(*args)
+    assert (r.exit_code, r.stderr) == (2, f"regbench: error: {message}\n")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_runtime_error_exit_1(invoke):
+    r = invoke("trainer.device=cuda")
+    expected = "regbench: error: trainer.device=cuda: no CUDA GPU is visible to torch; allowed here: auto, cpu\n"
+    assert (r.exit_code, r.stderr) == (1, expected)
+
+
+DATA_FILES = [
+    (["dataset=csv"], 2, "dataset.path: required; the csv file to read, e.g. dataset.path=data.csv"),
+    (["dataset=csv", "dataset.path=missing.csv"], 1, "missing.csv: no such file"),
+    (["dataset=npz", "dataset.path=missing.npz"], 1, "missing.npz: no such file"),
+    (["dataset=csv", "dataset.path=adir"], 1, "adir: no such file"),
+    (["dataset=csv", "dataset.path=corrupt.csv"], 1, "corrupt.csv: column 'a' is not numeric ('x' on line 3)"),
+]
+
+
+@pytest.mark.parametrize("args,code,message", DATA_FILES, ids=[" ".join(a) for a, _, _ in DATA_FILES])
+def test_missing_or_unreadable_data_files_are_refused_before_launch(invoke, tmp_path, args, code, message):
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "corrupt.csv").write_text("a,b,label\n1,2,0\nx,y\n")
+    r = invoke(*args)
+    assert (r.exit_code, r.stderr) == (code, f"regbench: error: {message}\n")
