@@ -53,7 +53,8 @@ def _records(cwd: Path) -> list[Path]:
 
 
 def test_a_failing_job_is_recorded_the_sweep_goes_on_and_a_rerun_does_only_what_is_missing(tmp_path):
-    sweep = ["run", "-m", "trainer.seed=0,1,2", *ONE]
+    # the basic launcher: the fault is injected into the per-job path (regbench's launcher trains jobs together)
+    sweep = ["run", "-m", "hydra/launcher=basic", "trainer.seed=0,1,2", *ONE]
     p = _popen(sweep, tmp_path, FAULTY)
     _, err = p.communicate(timeout=240)
     assert p.returncode == 1

@@ -115,3 +115,35 @@ def test_joblib_and_submitit_local_launchers_run_a_sweep(tmp_path, launcher):
     assert r.returncode == 0, r.stdout + r.stderr
     found = sorted(tmp_path.glob("results/jobs/*/result.json"))
     assert {json.loads(p.read_text())["members"][-1]["arm"] for p in found} == {"l1", "dropout"}
+
+
+BATCH_FAILS = """
+from regbench import hydra_app, sweep
+def broken(*a, **kw):
+    raise RuntimeError("population failed")
+sweep.train_population = broken
+real = hydra_app.run_experiment
+def flaky(cfg, spec, **kw):
+    if spec.trainer.seed == 1:
+        raise RuntimeError("injected fault")
+    return real(cfg, spec, **kw)
+hydra_app.run_experiment = flaky
+from regbench.cli import app
+app()
+"""
+
+
+def test_when_a_batch_fails_its_jobs_run_one_by_one_and_each_records_its_outcome(tmp_path):
+    import subprocess
+    import sys
+
+    args = ["run", "-m", "trainer.seed=0,1", *TINY, "trainer.seeds=1", "regularizers=[]"]
+    env = {"CI": "true", "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(
+        [sys.executable, "-c", BATCH_FAILS, *args], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 1
+    assert "batched training stopped (population failed)" in r.stdout + r.stderr
+    assert r.stderr.strip().splitlines()[-2] == "regbench: 2 jobs: 1 trained, 1 failed"
+    assert len(list(tmp_path.glob("results/jobs/*/result.json"))) == 1
+    assert len(list(tmp_path.glob("results/jobs/*/failure.json"))) == 1

@@ -74,8 +74,8 @@ class RegbenchLauncher(Launcher):
         try:
             for n, record in train_jobs(jobs, self.budget_bytes):
                 finish(n, lambda cfg, record=record: regbench_job(cfg, record))
-        except RegbenchError as err:
-            log.info("batched training stopped (%s); the remaining jobs run one by one", err)
+        except Exception as err:  # noqa: BLE001 - each remaining job then runs alone and records its own outcome
+            log.warning("batched training stopped (%s); the remaining jobs run one by one", err)
         for n in range(len(configs)):
             if n not in returns:
                 finish(n, self.task_function)
