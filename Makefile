@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.regbench-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-all lint format smoke bench soak clean
+.PHONY: help install demo test test-slow test-all lint format smoke bench soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ demo: install ## Set up and run the default comparison (MNIST-1D, MLP, baseline 
 
 test: install ## Set up and run the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: install ## Run only the slow end-to-end tests (launchers, SIGKILL, label noise); CI runs these too
+	$(BIN)/python -m pytest -q -m slow
 
 test-all: install ## Run every test, the slow ones too
 	$(BIN)/python -m pytest -q
