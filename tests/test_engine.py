@@ -44,7 +44,11 @@ def test_member_in_population_matches_member_trained_alone(compose_cfg, model, r
     together = train_population(splits, spec.model, spec.trainer, members, "cpu")
     for j in (1, 4):  # a baseline member and a regularized member, each from the middle of the population
         alone = train_population(splits, spec.model, spec.trainer, [members[j]], "cpu")
-        torch.testing.assert_close(alone.final[0], together.final[j], rtol=1e-4, atol=1e-4)
+        # The MLP's batched matmuls and element-wise optimizer give bit-identical members for any population size
+        # (tiny differences grow over a long run, so exactness is what keeps a sweep job equal to a solo run);
+        # grouped convolutions and batch norm's per-channel statistics may round one ulp differently with K.
+        tol = 0 if model == "mlp" and "batch_norm" not in regs else 1e-4
+        torch.testing.assert_close(alone.final[0], together.final[j], rtol=tol, atol=tol)
 
 
 def test_paired_members_share_initial_weights_and_minibatches(compose_cfg):
@@ -181,6 +185,6 @@ def test_several_strengths_in_one_population_equal_each_trained_separately(compo
     finals = together.final
     for j, m in enumerate(members):
         alone = train_population(splits, spec.model, spec.trainer, [m], "cpu")
-        torch.testing.assert_close(alone.final[0], finals[j], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(alone.final[0], finals[j], rtol=0, atol=0)
     for a in range(1, len(members), 2):  # and the strengths matter: two settings of one regularizer differ
         assert not torch.allclose(finals[a], finals[a + 1], atol=1e-3)

@@ -85,11 +85,12 @@ def build_regularizers(members: list[Member], device) -> list:
 
 def make_optimizer(params, trainer):
     # Adam and SGD are element-wise, so one optimizer over [K, ...] tensors updates each member exactly as its
-    # own optimizer would.
-    # fused: one kernel over all tensors per step instead of a dozen element-wise passes each (CPU and CUDA).
+    # own optimizer would. Not fused=True: the fused CPU kernel rounds an element differently depending on where it
+    # falls in its SIMD loop, i.e. on the population's size, so a member drifted from itself trained alone (0.013 in
+    # accuracy after 200 steps); foreach is bit-identical for any K and costs ~5% of a step more.
     if trainer.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum, fused=True)
-    return torch.optim.Adam(params, lr=trainer.lr, fused=True)
+        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum, foreach=True)
+    return torch.optim.Adam(params, lr=trainer.lr, foreach=True)
 
 
 class Freezer:
