@@ -64,6 +64,27 @@ def test_l2_gradient_is_twice_strength_times_w_and_biases_on_request():
         torch.testing.assert_close(g, 2 * s * b)
 
 
+@pytest.mark.parametrize("name", ["l1", "l2", "elastic_net"])
+def test_bias_and_norm_scope_is_per_member_in_a_mixed_population(name):
+    """A batched sweep over `biases=true,false` puts both settings in one population: each member gets its own."""
+    model = mlp()
+    r = reg(name, {"strength": 0.1, "biases": False}, None, {"strength": 0.1, "biases": True})
+    _, bg = penalty_grads(r, model)
+    assert len(bg) == len(model.biases) == 3
+    for g in bg:
+        assert torch.equal(g[0], torch.zeros_like(g[0]))  # member 0 asked for weights only
+        assert not torch.equal(g[2], torch.zeros_like(g[2]))  # member 2 asked for biases too
+
+
+def test_decoupled_decay_scope_is_per_member_in_a_mixed_population():
+    model = mlp(k=2)
+    biases = [b.detach().clone() for b in model.biases]
+    reg("weight_decay", {"strength": 0.5, "biases": False}, {"strength": 0.5, "biases": True}).post_step(model, 0.1)
+    for b, old in zip(model.biases, biases):
+        assert torch.equal(b.detach()[0], old[0])
+        torch.testing.assert_close(b.detach()[1], old[1] * (1 - 0.1 * 0.5))
+
+
 def test_elastic_net_gradient_and_its_two_ends():
     model = mlp()
     r = reg("elastic_net", {"strength": 0.2, "l1_ratio": 0.25}, {"strength": 1.0, "l1_ratio": 0.0}, None)

@@ -93,9 +93,31 @@ class Regularizer:
         return None
 
 
-def penalized(model: MemberModel, biases: bool, norms: bool) -> list[torch.Tensor]:
-    """The parameters a weight penalty acts on: weights always, biases and norm parameters on request."""
-    return model.weights + (model.biases if biases else []) + (model.norms if norms else [])
+class WeightScope:
+    """Which parameters a weight penalty or decay acts on, per member: weights for every member using it; biases
+    and batch-norm parameters only for the members whose own config asks (`biases`, `norms`).
+
+    The flags are per member because a batched sweep puts `biases=true` and `biases=false` jobs in one population.
+    A group no member asks for is left out entirely (no work, no gradient), decided once at construction.
+    """
+
+    def __init__(self, reg: Regularizer):
+        self.masks: dict[str, torch.Tensor | None] = {"weights": None}
+        for group in ("biases", "norms"):
+            mask = reg.values(group)
+            if bool(mask.any()):
+                self.masks[group] = mask
+
+    def terms(self, model: MemberModel):
+        """(parameter viewed [K, -1], [K] 0/1 mask or None for all members) for each parameter in scope."""
+        for group, mask in self.masks.items():
+            for p in getattr(model, group):
+                yield model.per_member(p), mask
+
+    def total(self, model: MemberModel, per_param) -> torch.Tensor | None:
+        """sum over in-scope parameters of per_param(view) -> [K], each member counting only its own scope."""
+        parts = [per_param(v) if m is None else m * per_param(v) for v, m in self.terms(model)]
+        return sum(parts) if parts else None
 
 
 def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from regbench.regularizers.base import Regularizer, penalized
+from regbench.regularizers.base import Regularizer, WeightScope
 from regbench.schema import param
 
 
@@ -30,13 +30,10 @@ class ElasticNet(Regularizer):
         ratio = self.values("l1_ratio")
         self.l1 = self.values("strength") * ratio
         self.l2 = self.values("strength") * (1 - ratio)
-        first = next(c for c in configs if c is not None)
-        self.biases, self.norms = first.biases, first.norms
+        self.scope = WeightScope(self)
 
     def penalty(self, model):
-        params = [model.per_member(p) for p in penalized(model, self.biases, self.norms)]
-        if not params:
+        l1 = self.scope.total(model, lambda p: p.abs().sum(1))
+        if l1 is None:
             return None
-        l1 = sum(p.abs().sum(1) for p in params)
-        l2 = sum(p.square().sum(1) for p in params)
-        return self.l1 * l1 + self.l2 * l2
+        return self.l1 * l1 + self.l2 * self.scope.total(model, lambda p: p.square().sum(1))

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from regbench.regularizers.base import Regularizer, penalized
+from regbench.regularizers.base import Regularizer, WeightScope
 from regbench.schema import param
 
 
@@ -30,9 +28,8 @@ class L2(Regularizer):
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)
         self.strength = self.values("strength")
-        first = next(c for c in configs if c is not None)
-        self.biases, self.norms = first.biases, first.norms
+        self.scope = WeightScope(self)
 
     def penalty(self, model):
-        total = sum(model.per_member(p).square().sum(1) for p in penalized(model, self.biases, self.norms))
-        return self.strength * total if isinstance(total, torch.Tensor) else None
+        total = self.scope.total(model, lambda p: p.square().sum(1))
+        return None if total is None else self.strength * total

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from regbench.regularizers.base import Regularizer, broadcast, penalized
+from regbench.regularizers.base import Regularizer, WeightScope, broadcast
 from regbench.schema import param
 
 
@@ -31,12 +31,10 @@ class WeightDecay(Regularizer):
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)
         self.strength = self.values("strength")
-        first = next(c for c in configs if c is not None)
-        self.biases, self.norms = first.biases, first.norms
+        self.scope = WeightScope(self)
 
     @torch.no_grad()
     def post_step(self, model, lr):
-        factor = 1 - lr * self.strength
-        for p in penalized(model, self.biases, self.norms):
-            view = model.per_member(p)
-            view.mul_(broadcast(factor, view))
+        for view, mask in self.scope.terms(model):
+            rate = self.strength if mask is None else self.strength * mask
+            view.mul_(broadcast(1 - lr * rate, view))
