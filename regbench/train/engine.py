@@ -87,7 +87,7 @@ def make_optimizer(params, trainer):
     # Adam and SGD are element-wise, so one optimizer over [K, ...] tensors updates each member exactly as its
     # own optimizer would. Not fused=True: the fused CPU kernel rounds an element differently depending on where it
     # falls in its SIMD loop, i.e. on the population's size, so a member drifted from itself trained alone (0.013 in
-    # accuracy after 200 steps); foreach is bit-identical for any K and costs ~5% of a step more.
+    # accuracy after 200 steps); foreach is bit-identical for any K and cost ~8% in `make bench`.
     if trainer.optimizer == "sgd":
         return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum, foreach=True)
     return torch.optim.Adam(params, lr=trainer.lr, foreach=True)
@@ -104,9 +104,7 @@ class Freezer:
         self.k = k
         self.mask = torch.zeros(k, dtype=torch.bool, device=device)
         self.any = False
-        self.tensors = [p for p in model.parameters()] + [
-            b for b in model.buffers() if b.numel() % k == 0 and b.dim() > 0 and b.shape[0] % k == 0
-        ]
+        self.tensors = model.member_tensors()
         self.frozen_at: list[int | None] = [None] * k
         self.diverged_at: list[int | None] = [None] * k
 
