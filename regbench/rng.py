@@ -3,7 +3,11 @@
 A member's dropout masks and augmentations depend only on its own seed and the step, so it draws the same numbers
 whether it trains alone, beside its baseline, or inside a sweep batch of hundreds; that is what makes "a member
 trained in a population equals the member trained alone" hold. The hash is murmur3's 32-bit finalizer over a
-combined counter, computed in int64 so every intermediate stays exact on CPU and CUDA alike.
+combined counter. Per-member keys are mixed in int64 (K values, exact everywhere); the per-element pass runs in
+int32, whose multiplications wrap modulo 2^32 exactly as the hash wants, on CPU and CUDA alike: it draws dropout
+masks every step, and int64 arithmetic made it cost more than the matmuls it regularizes (1.1 ms against 0.2 ms
+for a [12, 100, 100] mask on 2 CPU cores). Both passes produce the same bits; tests check them against a
+pure-Python murmur3.
 """
 
 from __future__ import annotations
@@ -19,6 +23,24 @@ def _fmix32(x: torch.Tensor) -> torch.Tensor:
     x = x ^ (x >> 13)
     x = (x * 0xC2B2AE35) & _MASK32
     return x ^ (x >> 16)
+
+
+# int32 views of the 32-bit constants: wrapping int32 arithmetic gives murmur3's low 32 bits
+def _i32(c: int) -> int:
+    return c - (1 << 32) if c >= 1 << 31 else c
+
+
+_C1, _C2, _CIDX = _i32(0x85EBCA6B), _i32(0xC2B2AE35), _i32(0x27D4EB2F)
+
+
+def _fmix32_i32(x: torch.Tensor) -> torch.Tensor:
+    """_fmix32 on int32 tensors, in place on x; `>>` is arithmetic for signed ints, hence the masks."""
+    x ^= (x >> 16) & 0xFFFF
+    x *= _C1
+    x ^= (x >> 13) & 0x7FFFF
+    x *= _C2
+    x ^= (x >> 16) & 0xFFFF
+    return x
 
 
 def stream_id(name: str) -> int:
@@ -38,12 +60,12 @@ def uniform(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> t
     n = 1
     for s in shape:
         n *= s
-    idx = torch.arange(n, device=device, dtype=torch.int64).view(1, *shape)
     key = _fmix32((seeds.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32)
     key = _fmix32(key ^ ((torch.as_tensor(step, device=device, dtype=torch.int64) * 0x85EBCA77) & _MASK32))
-    key = key.view(-1, *([1] * len(shape)))
-    bits = _fmix32((idx * 0x27D4EB2F + key) & _MASK32)
-    return (bits >> 8).to(torch.float32) * (1.0 / (1 << 24))
+    key = (((key + (1 << 31)) & _MASK32) - (1 << 31)).to(torch.int32).view(-1, *([1] * len(shape)))
+    idx = torch.arange(n, device=device, dtype=torch.int32).view(1, *shape) * _CIDX
+    bits = _fmix32_i32(idx + key)
+    return ((bits >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
 
 
 def normal(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
