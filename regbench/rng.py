@@ -43,6 +43,34 @@ def _fmix32_i32(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+class _Constants:
+    """The hash's constants as 0-d int32 tensors: a Python int in an int32 operation costs a conversion kernel
+    each time, and a dropout draw has a dozen of them. 0-d CPU tensors combine with tensors on any device."""
+
+    def __init__(self):
+        i32 = torch.int32
+        self.c1, self.c2 = torch.tensor(_C1, dtype=i32), torch.tensor(_C2, dtype=i32)
+        self.m16, self.m19 = torch.tensor(0xFFFF, dtype=i32), torch.tensor(0x7FFFF, dtype=i32)
+        self.s16, self.s13 = torch.tensor(16, dtype=i32), torch.tensor(13, dtype=i32)
+        self.sign = torch.tensor(-(1 << 31), dtype=i32)
+
+
+_K = _Constants()
+
+
+def _fmix32_fast(x: torch.Tensor) -> torch.Tensor:
+    """_fmix32_i32 with tensor constants and one scratch tensor: the per-element pass of every step's draw."""
+    t = torch.bitwise_right_shift(x, _K.s16)
+    x ^= t.bitwise_and_(_K.m16)
+    x *= _K.c1
+    torch.bitwise_right_shift(x, _K.s13, out=t)
+    x ^= t.bitwise_and_(_K.m19)
+    x *= _K.c2
+    torch.bitwise_right_shift(x, _K.s16, out=t)
+    x ^= t.bitwise_and_(_K.m16)
+    return x
+
+
 def stream_id(name: str) -> int:
     """A stable 32-bit id for a named random stream (e.g. 'dropout.1'), independent of Python's hash seed."""
     h = 2166136261
@@ -51,21 +79,71 @@ def stream_id(name: str) -> int:
     return h
 
 
-def uniform(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Uniform [0, 1) floats of shape [K, *shape], row k a function of (seeds[k], step, stream, element) only.
+def _to_i32(x: torch.Tensor) -> torch.Tensor:
+    """int64 values in [0, 2^32) as the int32 tensor with the same low 32 bits."""
+    return (((x + (1 << 31)) & _MASK32) - (1 << 31)).to(torch.int32)
 
-    `step` may be a Python int or a 0-d tensor on the device (so a compiled or graph-captured loop never syncs).
+
+class Stream:
+    """One named stream for fixed member seeds, for draws repeated every step (dropout masks).
+
+    Tiny kernels cost ~10 us each on CPU whatever their size, and deriving a step's [K] keys takes a dozen: keys are
+    mixed for 256 steps at a time, each shape's element counters are kept, and the per-element pass reuses one
+    scratch tensor, so a step's draw is little more than the hash itself.
     """
-    device = seeds.device
-    n = 1
-    for s in shape:
-        n *= s
-    key = _fmix32((seeds.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32)
-    key = _fmix32(key ^ ((torch.as_tensor(step, device=device, dtype=torch.int64) * 0x85EBCA77) & _MASK32))
-    key = (((key + (1 << 31)) & _MASK32) - (1 << 31)).to(torch.int32).view(-1, *([1] * len(shape)))
-    idx = torch.arange(n, device=device, dtype=torch.int32).view(1, *shape) * _CIDX
-    bits = _fmix32_i32(idx + key)
-    return ((bits >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
+
+    BLOCK = 256  # steps whose keys are mixed at once
+
+    def __init__(self, seeds: torch.Tensor, stream: int):
+        self.seeds = seeds
+        self.base = _to_i32(_fmix32((seeds.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
+        self.counters: dict[tuple[int, ...], torch.Tensor] = {}
+        self.block_start, self.block = -1, None
+
+    def keys(self, step) -> torch.Tensor:
+        """[K] int32 keys of a step: a Python int, or a 0-d device tensor (a compiled loop never syncs)."""
+        if not isinstance(step, int):
+            return _fmix32_i32(self.base ^ _to_i32((step.to(torch.int64) * 0x85EBCA77) & _MASK32))
+        if self.block is None or not 0 <= step - self.block_start < self.BLOCK:
+            steps = torch.arange(step, step + self.BLOCK, device=self.base.device, dtype=torch.int64)
+            self.block = _fmix32_i32(self.base ^ _to_i32((steps * 0x85EBCA77) & _MASK32).view(-1, 1))
+            self.block_start = step
+        return self.block[step - self.block_start]
+
+    def bits(self, step, shape: tuple[int, ...]) -> torch.Tensor:
+        """[K, *shape] int32 hash bits; row k a function of (seeds[k], step, stream, element) only."""
+        idx = self.counters.get(shape)
+        if idx is None:
+            n = 1
+            for s in shape:
+                n *= s
+            idx = torch.arange(n, device=self.base.device, dtype=torch.int32).view(1, *shape) * _CIDX
+            self.counters[shape] = idx
+        return _fmix32_fast(idx + self.keys(step).view(-1, *([1] * len(shape))))
+
+    def uniform(self, step, shape: tuple[int, ...]) -> torch.Tensor:
+        """Uniform [0, 1) floats of shape [K, *shape]: the top 24 bits of the hash over 2^24."""
+        return ((self.bits(step, shape) >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
+
+    def at_least(self, step, shape: tuple[int, ...], threshold: torch.Tensor) -> torch.Tensor:
+        """uniform(step, shape) >= p, bool [K, *shape], given threshold = at_least_threshold(p) ([K] int32).
+
+        The same booleans as the float comparison, from two integer kernels instead of five."""
+        x = self.bits(step, shape)
+        x ^= _K.sign  # unsigned order as signed order
+        return x >= threshold.view(-1, *([1] * len(shape)))
+
+
+def at_least_threshold(p: torch.Tensor) -> torch.Tensor:
+    """The [K] int32 thresholds for Stream.at_least. u >= p for u = top24 / 2^24 holds exactly when
+    top24 >= ceil(p * 2^24), i.e. when the 32 bits, unsigned, are >= ceil(p * 2^24) * 256; shifted to signed."""
+    top = torch.ceil(p.double() * (1 << 24)).to(torch.int64)
+    return (top * 256 - (1 << 31)).to(torch.int32)
+
+
+def uniform(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Uniform [0, 1) floats of shape [K, *shape], row k a function of (seeds[k], step, stream, element) only."""
+    return Stream(seeds, stream).uniform(step, tuple(shape))
 
 
 def normal(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:

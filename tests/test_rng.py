@@ -41,6 +41,26 @@ def test_uniform_is_uniform_and_keyed_by_seed_step_and_stream():
     assert torch.equal(u[0], u[1]) and not torch.equal(u[0], u[2])
     assert not torch.equal(u[0], rng.uniform(seeds, 11, 1, (100_000,))[0])
     assert not torch.equal(u[0], rng.uniform(seeds, 10, 2, (100_000,))[0])
-    assert 0.0 <= u.min() and u.max() < 1.0
+    assert u.min() >= 0.0 and u.max() < 1.0
     hist = torch.histc(u[0], bins=10, min=0.0, max=1.0) / 100_000
     assert (hist - 0.1).abs().max() < 0.005  # ~5 standard errors
+
+
+def test_stream_draws_equal_the_plain_function_across_key_blocks_and_step_tensors():
+    seeds = torch.tensor([0, 9, 2**31 + 5])
+    stream = rng.Stream(seeds, 77)
+    for step in (0, 1, 255, 256, 3, 10_000, 10_255):  # crosses and revisits the blocks of precomputed keys
+        want = rng.uniform(seeds, step, 77, (20, 30))
+        assert torch.equal(stream.uniform(step, (20, 30)), want)
+        assert torch.equal(stream.uniform(torch.tensor(step), (20, 30)), want)
+
+
+def test_integer_threshold_gives_exactly_the_float_comparison():
+    seeds = torch.tensor([1, 2, 3])
+    stream = rng.Stream(seeds, 5)
+    u = stream.uniform(4, (100, 100))
+    # edge cases: 0, just below 1, and values equal to drawn uniforms (u >= p must hold there)
+    for p in (0.0, 0.1, 0.5, 1 - 2**-24, float(u[0, 7, 7]), float(u[2, 0, 1])):
+        p_t = torch.full((3,), p)
+        keep = stream.at_least(4, (100, 100), rng.at_least_threshold(p_t))
+        assert torch.equal(keep, u >= p_t.view(-1, 1, 1)), p
