@@ -77,8 +77,8 @@ def test_train_metrics_are_eval_mode_on_the_full_training_split(compose_cfg):
     with torch.no_grad():  # the same numbers by hand, member 0, without the dropout layers at all
         h = splits.x_train
         for lin in model.hidden:
-            h = (h @ lin.weight[0] + lin.bias[0]).relu()
-        logits = h @ model.head.weight[0] + model.head.bias[0]
+            h = (h @ lin.weight[0].T + lin.bias[0]).relu()
+        logits = h @ model.head.weight[0].T + model.head.bias[0]
         acc = (logits.argmax(1) == splits.y_train).float().mean()
         loss = torch.nn.functional.cross_entropy(logits, splits.y_train)
     torch.testing.assert_close(metrics[0, COLUMNS.index("train_acc")], acc)

@@ -10,7 +10,7 @@ import torch
 from regbench import models, regularizers
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context, MemberBatchNorm, MemberDropout
-from regbench.regularizers.base import Batch
+from regbench.regularizers.base import Batch, Regularizer
 
 SEEDS = [0, 1, 2]
 
@@ -41,8 +41,24 @@ def ctx(k: int = 3, step: int = 7):
 
 
 def penalty_grads(r, model):
-    r.penalty(model).sum().backward()
+    """The gradients the engine adds: the regularizer's closed form (penalty_grad)."""
+    r.penalty_grad(model)
     return [w.grad for w in model.weights], [b.grad for b in model.biases]
+
+
+@pytest.mark.parametrize("name", ["l1", "l2", "elastic_net"])
+def test_closed_form_penalty_gradient_equals_autograd_of_the_penalty(name):
+    cfgs = [{"strength": 0.1, "biases": False}, None, {"strength": 2.0, "biases": True}]
+    if name == "elastic_net":
+        cfgs[0]["l1_ratio"], cfgs[2]["l1_ratio"] = 0.3, 0.8
+    closed, auto = mlp(), mlp()
+    penalty_grads(reg(name, *cfgs), closed)
+    Regularizer.penalty_grad(reg(name, *cfgs), auto)  # the default hook: autograd of penalty()
+    for a, b in zip(closed.parameters(), auto.parameters()):
+        if b.grad is None:
+            assert a.grad is None or not a.grad.any()
+        else:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-9)
 
 
 def test_l1_gradient_is_strength_times_sign():

@@ -25,6 +25,7 @@ class MemberModel(nn.Module):
     """Base of member-batched models. Subclasses fill the three parameter lists the regularizers need."""
 
     k: int
+    by_hand = False  # True where the model offers train_step(x, y, ctx), a hand-written forward and backward
 
     def __init__(self, k: int):
         super().__init__()
@@ -45,6 +46,4 @@ class MemberModel(nn.Module):
 
     def weight_rows(self, t: torch.Tensor) -> torch.Tensor:
         """View a weight as [K, units, fan_in]: one row per output unit (for max-norm constraints)."""
-        if t.dim() == 3 and t.shape[0] == self.k:  # dense [K, in, out]
-            return t.transpose(1, 2)
-        return t.reshape(self.k, -1, t[0].numel())  # conv [K*C_out, C_in, k...]
+        return next(layer for layer in self.modules() if getattr(layer, "weight", None) is t).rows()

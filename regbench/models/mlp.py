@@ -1,10 +1,19 @@
-"""Multi-layer perceptron: inputs flattened, `depth` hidden layers of `width` units, ReLU."""
+"""Multi-layer perceptron: inputs flattened, `depth` hidden layers of `width` units, ReLU.
+
+Training steps have a hand-written backward pass (`train_step`). For member-batched small layers autograd was
+not the cost, its kernels were: cross-entropy over [K*B, 10] logits ran at a tenth of the speed of the same
+softmax over [K, 10, B], and the generic backward could not pick the layouts. By hand, every product has a
+BLAS-friendly shape, the loss gradient is softmax minus targets in one pass, and gradients are written straight
+into the optimizer's buffer: 4.5 ms against 9 ms a step for 36 members on 2 CPU cores. Tests check it against
+autograd for every combination of dropout, soft targets and penalties. Batch norm keeps autograd.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from regbench.models.base import MemberModel, ModelHints
@@ -42,6 +51,7 @@ class MLP(MemberModel):
             self.biases.append(lin.bias)
         for bn in self.bns:
             self.norms += [bn.weight, bn.bias]
+        self.by_hand = not self.bns  # train_step supports everything but batch norm
 
     def forward(self, x, ctx: Context):
         h = x.flatten(-self.n_in) if self.n_in > 1 else x  # [K, B, F] in training, shared [N, F] at evaluation
@@ -55,3 +65,57 @@ class MLP(MemberModel):
             if self.drops:
                 h = self.drops[i](h, ctx)
         return self.head(h)
+
+    @torch.no_grad()
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """Forward and backward of the members' summed mean cross-entropies, by hand.
+
+        x: [K, B, ...]; y: [K, B] class indices or [K, B, C] target distributions. Writes (does not add) every
+        parameter's gradient into its .grad and returns [K] bool: the member's loss is finite (its logits are).
+        """
+        k, b = x.shape[:2]
+        h = x.flatten(2) if self.n_in > 1 else x
+        if self.input_drop is not None:
+            h = self.input_drop.apply_(h.clone(), self.input_drop.draw(tuple(h.shape), ctx))
+        acts, masks = [h], []  # layer inputs, and the dropout multipliers the backward pass reapplies
+        for i, lin in enumerate(self.hidden):
+            h = torch.baddbmm(lin.bias, h, lin.weight.transpose(1, 2)).relu_()
+            if self.drops:
+                masks.append(self.drops[i].draw(tuple(h.shape), ctx))
+                self.drops[i].apply_(h, masks[-1])
+            acts.append(h)
+        head = self.head
+        # logits as [K, C, B]: softmax over the class axis of this layout is ten times faster than over [K, B, C]
+        logits = torch.baddbmm(head.bias.transpose(1, 2), head.weight, h.transpose(1, 2))
+        finite = torch.isfinite(logits).flatten(1).all(1)
+        # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B
+        d = logits.softmax(1)
+        if y.dim() == 2:
+            d.scatter_add_(1, y.view(k, 1, b), torch.full((k, 1, b), -1.0, device=d.device))
+        else:
+            t = y.transpose(1, 2)
+            d = d * t.sum(1, keepdim=True) - t
+        d.mul_(1.0 / b)
+        torch.bmm(d, h, out=_grad(head.weight))
+        torch.sum(d, 2, out=_grad(head.bias).view(k, -1))
+        if not self.hidden:
+            return finite
+        g = torch.bmm(d.transpose(1, 2), head.weight)  # [K, B, width]
+        for i in range(len(self.hidden) - 1, -1, -1):
+            lin = self.hidden[i]
+            if masks:
+                self.drops[i].apply_(g, masks[i])
+            # ReLU's gradient: where the (dropped-out) activation is 0 the gradient is 0 already or must be
+            g = torch.ops.aten.threshold_backward(g, acts[i + 1], 0.0)
+            torch.bmm(g.transpose(1, 2), acts[i], out=_grad(lin.weight))
+            torch.sum(g, 1, out=_grad(lin.bias).view(k, -1))
+            if i > 0:
+                g = torch.bmm(g, lin.weight)
+        return finite
+
+
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    """The tensor a parameter's gradient is written into: the optimizer's flat buffer when it has one."""
+    if p.grad is None:
+        p.grad = torch.empty_like(p)
+    return p.grad

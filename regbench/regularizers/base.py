@@ -7,7 +7,11 @@ different strengths, and baseline members with the regularizer off, train side b
 Hooks, in the order the engine calls them:
   hints(h)                 before the model is built: set architecture switches (dropout p, batch norm)
   transform(batch, ctx)    each training step, before the forward pass: augment inputs or soften targets
-  penalty(model) -> [K]    each training step: added to each member's loss
+  penalty(model) -> [K]    the penalty each member adds to its loss
+  penalty_grad(model)      each training step, after the loss's backward pass: add the penalty's gradient to the
+                           parameters' .grad. The default differentiates penalty() with autograd; weight penalties
+                           override it with their closed form, one kernel per tensor instead of a graph (tests
+                           check the two agree)
   post_step(model, lr)     after each optimizer step: projections, decoupled decay
   on_eval(model, epoch, metrics) -> [K] bool
                            after each evaluation (metrics: [K, 6] on the device, columns as train.metrics.COLUMNS):
@@ -32,7 +36,7 @@ from typing import Any, ClassVar
 import torch
 
 from regbench.models.base import MemberModel, ModelHints
-from regbench.models.layers import Context
+from regbench.models.layers import Context, member_span
 
 
 @dataclass
@@ -73,6 +77,11 @@ class Regularizer:
 
     def penalty(self, model: MemberModel) -> torch.Tensor | None:
         return None
+
+    def penalty_grad(self, model: MemberModel) -> None:
+        pen = self.penalty(model)
+        if pen is not None:
+            pen.sum().backward()  # members are independent: each gets its own penalty's gradient
 
     def post_step(self, model: MemberModel, lr: float) -> None:
         return None
@@ -118,6 +127,39 @@ class WeightScope:
         """sum over in-scope parameters of per_param(view) -> [K], each member counting only its own scope."""
         parts = [per_param(v) if m is None else m * per_param(v) for v, m in self.terms(model)]
         return sum(parts) if parts else None
+
+    def gradient(self, coeff: torch.Tensor) -> GradientTerm:
+        """A term adding coeff[k] * derivative(w) to every in-scope parameter's gradient (see GradientTerm)."""
+        return GradientTerm(self, coeff)
+
+
+class GradientTerm:
+    """grad += coeff[k] * derivative(w), each member within its own scope, touching only members with coeff != 0.
+
+    A sweep population holds many members without the penalty (baselines, other regularizers); they are usually
+    one consecutive block, so the work is sliced to it. Which members, and the slices, are settled once here.
+    """
+
+    def __init__(self, scope: WeightScope, coeff: torch.Tensor):
+        self.parts = []  # (group, [A, 1] coefficients, member slice or None for all)
+        for group, mask in scope.masks.items():
+            c = coeff if mask is None else coeff * mask
+            on = c != 0
+            if not bool(on.any()):
+                continue
+            rows = member_span(on)
+            self.parts.append((group, (c if rows is None else c[rows]).view(-1, 1), rows))
+
+    @torch.no_grad()
+    def add(self, model: MemberModel, derivative) -> None:
+        for group, c, rows in self.parts:
+            for p in getattr(model, group):
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                g, w = model.per_member(p.grad), model.per_member(p)
+                if rows is not None:
+                    g, w = g[rows], w[rows]
+                g.addcmul_(derivative(w), c)
 
 
 def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

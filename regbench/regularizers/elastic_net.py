@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from regbench.regularizers.base import Regularizer, WeightScope
 from regbench.schema import param
 
@@ -31,9 +33,14 @@ class ElasticNet(Regularizer):
         self.l1 = self.values("strength") * ratio
         self.l2 = self.values("strength") * (1 - ratio)
         self.scope = WeightScope(self)
+        self.l1_grad, self.l2_grad = self.scope.gradient(self.l1), self.scope.gradient(2 * self.l2)
 
     def penalty(self, model):
         l1 = self.scope.total(model, lambda p: p.abs().sum(1))
         if l1 is None:
             return None
         return self.l1 * l1 + self.l2 * self.scope.total(model, lambda p: p.square().sum(1))
+
+    def penalty_grad(self, model):
+        self.l1_grad.add(model, torch.sign)
+        self.l2_grad.add(model, lambda w: w)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from regbench.regularizers.base import Regularizer, WeightScope
 from regbench.schema import param
 
@@ -27,7 +29,11 @@ class L1(Regularizer):
         super().__init__(configs, device)
         self.strength = self.values("strength")
         self.scope = WeightScope(self)
+        self.grad = self.scope.gradient(self.strength)
 
     def penalty(self, model):
         total = self.scope.total(model, lambda p: p.abs().sum(1))
         return None if total is None else self.strength * total
+
+    def penalty_grad(self, model):
+        self.grad.add(model, torch.sign)  # d|w|/dw = sign(w), 0 at 0 as autograd has it

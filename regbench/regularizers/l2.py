@@ -29,7 +29,11 @@ class L2(Regularizer):
         super().__init__(configs, device)
         self.strength = self.values("strength")
         self.scope = WeightScope(self)
+        self.grad = self.scope.gradient(2 * self.strength)  # d(strength * w^2)/dw = 2 * strength * w
 
     def penalty(self, model):
         total = self.scope.total(model, lambda p: p.square().sum(1))
         return None if total is None else self.strength * total
+
+    def penalty_grad(self, model):
+        self.grad.add(model, lambda w: w)

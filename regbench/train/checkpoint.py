@@ -21,7 +21,7 @@ import torch
 from regbench.results.records import atomic_write
 
 log = logging.getLogger("regbench")
-FORMAT = "regbench.checkpoint/1"
+FORMAT = "regbench.checkpoint/2"  # 2: dense weights [K, out, in], flat-buffer optimizer state
 
 
 @dataclass

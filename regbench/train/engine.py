@@ -3,9 +3,14 @@
 Data stay on the device as tensors and minibatches are gathered by index: no DataLoader, and no host
 synchronisation inside the step loop (the only syncs are one per evaluation: progress, freezing, divergence).
 
-A member whose loss turns NaN or infinite is caught by a [K] flag accumulated on the device every step and read at
-the next evaluation; from then on it is frozen and marked diverged, while the rest of the population trains on
-(members never mix: a NaN in one member's slice of a batched matmul stays in that slice).
+A member whose loss turns NaN or infinite (its data loss; penalties add their gradients directly, so a penalty
+whose value overflows while the weights stay finite is not divergence) is caught by a [K] flag accumulated on the
+device every step and read at the next evaluation, or by non-finite evaluation metrics; from then on it is frozen
+and marked diverged, while the rest of the population trains on (members never mix: a NaN in one member's slice
+of a batched matmul stays in that slice).
+
+Each step is the model's hand-written `train_step` where it has one (the MLP, see models/mlp.py), else autograd
+(batch norm, CNNs, torch.compile, bf16); the optimizer works on one flat buffer of all parameters (optim.py).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +29,7 @@ from regbench.errors import UsageError
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.regularizers.base import Batch
-from regbench.train import checkpoint
+from regbench.train import checkpoint, optim
 from regbench.train.metrics import COLUMNS, evaluate
 from regbench.train.population import Member
 
@@ -83,14 +89,22 @@ def build_regularizers(members: list[Member], device) -> list:
     return [regularizers.get(n)([m.regularizers.get(n) for m in members], device) for n in names]
 
 
-def make_optimizer(params, trainer):
-    # Adam and SGD are element-wise, so one optimizer over [K, ...] tensors updates each member exactly as its
-    # own optimizer would. Not fused=True: the fused CPU kernel rounds an element differently depending on where it
-    # falls in its SIMD loop, i.e. on the population's size, so a member drifted from itself trained alone (0.013 in
-    # accuracy after 200 steps); foreach is bit-identical for any K and cost ~8% in `make bench`.
-    if trainer.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=trainer.lr, momentum=trainer.momentum, foreach=True)
-    return torch.optim.Adam(params, lr=trainer.lr, foreach=True)
+def autograd_step(forward, autocast, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> torch.Tensor:
+    """A training step's forward and backward through autograd; [K] bool: the member's loss is finite."""
+    with autocast:
+        loss = member_loss(forward(x, ctx).float(), y)
+    # Members are independent, so the gradient of the sum is each member's own gradient.
+    loss.sum().backward()
+    return torch.isfinite(loss.detach())
+
+
+def gather(splits, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The [K, B] minibatch indices' examples and labels. index_select copies whole rows; advanced indexing
+    (x[idx]) computes an offset per element and took four times as long."""
+    k, b = idx.shape
+    flat = idx.reshape(-1)
+    x = splits.x_train.index_select(0, flat)
+    return x.view(k, b, *x.shape[1:]), splits.y_train.index_select(0, flat).view(k, b)
 
 
 class Freezer:
@@ -193,10 +207,15 @@ def train_population(
     for r in regs:
         r.hints(hints)
     model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
-    opt = make_optimizer(model.parameters(), trainer)
-    forward = compiled(model, trainer, device)
-    # bf16 autocast, opt-in: matmuls in bfloat16, parameters, optimizer state and losses stay fp32
-    autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=trainer.precision == "bf16")
+    # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would
+    opt = optim.make(model, trainer)
+    if model.by_hand and not trainer.compile and trainer.precision == "fp32":
+        train_step = model.train_step
+    else:
+        # bf16 autocast, opt-in: matmuls in bfloat16, parameters, optimizer state and losses stay fp32
+        bf16 = trainer.precision == "bf16"
+        autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
+        train_step = partial(autograd_step, compiled(model, trainer, device), autocast)
     freezer = Freezer(model, k, device)
 
     schedule = Schedule(seeds, n_train, trainer.batch_size, device)
@@ -230,23 +249,16 @@ def train_population(
     for epoch in range(first, total_epochs + 1):  # noqa: B020 - after the loop, epoch is the last one trained
         order = schedule.epoch()
         for i in range(min(spe, total_steps - step)):
-            idx = order[:, i]  # [K, B]
-            batch = Batch(splits.x_train[idx], splits.y_train[idx], splits.n_classes, splits.kind)
+            batch = Batch(*gather(splits, order[:, i]), splits.n_classes, splits.kind)
             ctx = Context(seeds=seeds_t, step=step if step_t is None else step_t, train=True)
             saved = freezer.snapshot()
             for r in regs:
                 batch = r.transform(batch, ctx)
-            with autocast:
-                loss = member_loss(forward(batch.x, ctx).float(), batch.y)
+            bad |= ~train_step(batch.x, batch.y, ctx)
             for r in regs:
-                pen = r.penalty(model)
-                if pen is not None:
-                    loss = loss + pen
-            bad |= ~torch.isfinite(loss.detach())
-            # Members are independent, so the gradient of the sum is each member's own gradient.
-            loss.sum().backward()
+                r.penalty_grad(model)
             opt.step()
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             for r in regs:
                 r.post_step(model, trainer.lr)
             freezer.restore(saved)
