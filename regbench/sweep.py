@@ -84,6 +84,21 @@ def merge(parts: list[PopulationResult]) -> PopulationResult:
     )
 
 
+def uses_batch_norm(m: Member) -> bool:
+    return "batch_norm" in m.regularizers
+
+
+def apart(members: list[Member], wanted: list[list[int]], odd) -> tuple[list[Member], list[list[int]]]:
+    """Members reordered so those with odd(m) come last (and so train in populations of their own when the pool is
+    split), with the jobs' member indices remapped.
+
+    Batch norm is such a member: in any member it gives the whole population per-member batch-norm layers and
+    autograd's step instead of the MLP's hand-written one, for every member."""
+    order = sorted(range(len(members)), key=lambda i: bool(odd(members[i])))
+    new = {old: pos for pos, old in enumerate(order)}
+    return [members[i] for i in order], [[new[i] for i in idx] for idx in wanted]
+
+
 def train_jobs(jobs: list[Job], budget_bytes: int) -> Iterator[tuple[int, dict]]:
     """(job index, record) for every job, group by group as each group finishes."""
     groups: dict[str, list[Job]] = {}
@@ -102,11 +117,14 @@ def train_jobs(jobs: list[Job], budget_bytes: int) -> Iterator[tuple[int, dict]]
         for job, idx in zip(group, wanted):
             for m, i in zip(members_for(job.spec), idx):
                 members[i] = m
+        members, wanted = apart(members, wanted, uses_batch_norm)
         size = max(1, budget_bytes // member_bytes(spec, splits))
+        plain = sum(not uses_batch_norm(m) for m in members)  # they come first (apart), then batch norm's
+        spans = [(s, min(s + size, hi)) for lo, hi in ((0, plain), (plain, len(members))) for s in range(lo, hi, size)]
         parts = []
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
-            label = f"sweep group {n}/{len(groups)} ({len(group)} jobs), members {start + 1}-{start + len(chunk)}"
+        for start, stop in spans:
+            chunk = members[start:stop]
+            label = f"sweep group {n}/{len(groups)} ({len(group)} jobs), members {start + 1}-{stop}"
             bar = progress.choose(spec.trainer.progress, label)
             parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
         pop = merge(parts)
@@ -114,4 +132,4 @@ def train_jobs(jobs: list[Job], budget_bytes: int) -> Iterator[tuple[int, dict]]
             yield job.index, make_record(job.cfg, job.spec, splits.sizes(), pop.select(idx), device)
 
 
-__all__ = ["Job", "group_key", "member_bytes", "member_key", "merge", "train_jobs"]
+__all__ = ["Job", "apart", "group_key", "member_bytes", "member_key", "merge", "train_jobs", "uses_batch_norm"]

@@ -42,3 +42,12 @@ def run_cli(*args: str, cwd: Path, timeout: int = 240) -> subprocess.CompletedPr
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture
+def two_threads():
+    """For tests of member independence: the suite runs on one thread, and thread splits are what can break it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

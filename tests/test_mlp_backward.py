@@ -68,3 +68,24 @@ def test_batch_norm_models_keep_autograd():
     hints = ModelHints.plain(2)
     hints.batch_norm = torch.tensor([True, False])
     assert not models.build(MlpConfig(), (12,), "sequence", 5, [0, 1], hints).by_hand
+
+
+def test_a_members_gradients_do_not_depend_on_its_place_or_its_company(two_threads):
+    """Full-size layers (width 100, batch 100) on two threads: every kernel of the step must give a member the same
+    bits in any population of two or more, wherever it sits. (torch's softmax over a middle axis did not: with an
+    odd K, two threads split a member's columns and rounded the halves differently.)"""
+    n, b = 9, 100
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, b, 40, generator=gen), torch.randint(0, 10, (n, b), generator=gen)
+
+    def grads(idx):
+        hints = ModelHints.plain(len(idx))
+        hints.dropout = torch.tensor([0.3 if i % 2 else 0.0 for i in idx])
+        model = models.build(MlpConfig(), (40,), "sequence", 10, idx, hints)
+        model.train_step(x[idx], y[idx], Context(seeds=torch.tensor(idx), step=5, train=True))
+        return {i: [p.grad[pos] for p in model.parameters()] for pos, i in enumerate(idx)}
+
+    everyone = grads(list(range(n)))
+    for idx in ([0, 1], [1, 2, 3], [2, 3, 4, 5, 6], [4, 5, 6, 7, 8, 0, 1]):
+        for i, g in grads(idx).items():
+            assert all(torch.equal(a, c) for a, c in zip(g, everyone[i])), (idx, i)

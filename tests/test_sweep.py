@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,6 +66,28 @@ def test_jobs_share_baselines_and_split_by_memory_budget(compose_cfg, monkeypatc
     assert base0 == [m["final"] for m in records[1]["members"] if m["arm"] == "baseline"]  # one shared baseline
 
 
+def test_batch_norm_members_train_in_a_population_of_their_own(compose_cfg, monkeypatch):
+    """Batch norm in one member would put every member of its population on the autograd path."""
+    trained = []
+    real = sweep.train_population
+
+    def spy(splits, model_cfg, trainer, members, device, bar=None):
+        trained.append(sorted({m.arm for m in members}))
+        return real(splits, model_cfg, trainer, members, device, bar)
+
+    monkeypatch.setattr(sweep, "train_population", spy)
+    jobs = _jobs(compose_cfg, ["regularizers=[batch_norm]"], ["regularizers=[l2]"], ["regularizers=[dropout]"])
+    records = dict(sweep.train_jobs(jobs, budget_bytes=1 << 30))
+    assert trained == [["baseline", "dropout", "l2"], ["batch_norm"]]
+    for i, job in enumerate(jobs):  # each job still gets its own members' numbers, baseline first
+        alone = run_experiment(job.cfg, job.spec)
+        assert [(m["arm"], m["seed"]) for m in records[i]["members"]] == [
+            (m["arm"], m["seed"]) for m in alone["members"]
+        ]
+        for b, a in zip(records[i]["members"], alone["members"]):
+            assert b["final"] == pytest.approx(a["final"], rel=1e-4, abs=1e-4)
+
+
 def test_population_result_select_renumbers_a_jobs_members(compose_cfg):
     (job,) = _jobs(compose_cfg, ["regularizers=[l1]"])
     pop = sweep.train_population(
@@ -79,9 +102,22 @@ def test_population_result_select_renumbers_a_jobs_members(compose_cfg):
     ]
 
 
-@pytest.mark.parametrize("preset,jobs", [("singles", 9), ("ablation", 7), ("strengths", 5)])
+@pytest.mark.parametrize("preset,jobs", [("singles", 37), ("ablation", 7), ("strengths", 5)])
 def test_presets_expand_and_every_job_is_validated(preset, jobs):
     assert overrides.check(["-m", f"experiment={preset}"]) == jobs
+
+
+def test_the_singles_preset_covers_every_regularizer():
+    from regbench import regularizers
+    from regbench.paths import config_dir
+
+    root = Path(config_dir())
+    preset = (root / "experiment" / "singles.yaml").read_text()
+    cells = preset.split("+experiment/single:")[1].split()[0].split(",")
+    files = sorted(p.stem for p in (root / "experiment" / "single").glob("*.yaml"))
+    assert sorted(cells) == files  # every cell has its file and every file is in the sweep
+    for name in regularizers.REGULARIZERS:
+        assert any(c == name or c.startswith(f"{name}_") for c in cells), name
 
 
 def test_a_preset_job_with_a_bad_value_is_refused_before_anything_runs():

@@ -88,8 +88,10 @@ class MLP(MemberModel):
         # logits as [K, C, B]: softmax over the class axis of this layout is ten times faster than over [K, B, C]
         logits = torch.baddbmm(head.bias.transpose(1, 2), head.weight, h.transpose(1, 2))
         finite = torch.isfinite(logits).flatten(1).all(1)
-        # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B
-        d = logits.softmax(1)
+        # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B. Softmax as exp(log_softmax): on 2
+        # threads torch's softmax over a middle axis splits a member's columns between threads at a point that
+        # depends on K, and the two halves round differently; log_softmax's kernel does not
+        d = logits.log_softmax(1).exp_()
         if y.dim() == 2:
             d.scatter_add_(1, y.view(k, 1, b), torch.full((k, 1, b), -1.0, device=d.device))
         else:
