@@ -90,6 +90,14 @@ def pin_gpu() -> None:
         torch.cuda.set_device(hc.job.num % count)
 
 
+def cap_threads() -> None:
+    """A launcher that allots each job some CPUs (submitit's cpus_per_task, local or on Slurm) gets that many torch
+    threads per job; torch would otherwise take every core in each of the parallel processes."""
+    cpus = HydraConfig.get().launcher.get("cpus_per_task")
+    if cpus:
+        torch.set_num_threads(int(cpus))
+
+
 def run_job(cfg: DictConfig, trained: dict | None = None) -> float | None:
     """One job: `trained` is its record when regbench's launcher already trained it inside a sweep population."""
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -103,6 +111,7 @@ def run_job(cfg: DictConfig, trained: dict | None = None) -> float | None:
             if status == "trained":
                 if trained is None:
                     pin_gpu()
+                    cap_threads()
                 result = trained or run_experiment(cfg, spec, folder=out)
                 records.save(result, out)
                 store.clear_failure(out)

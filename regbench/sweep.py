@@ -9,6 +9,7 @@ split into several populations.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -99,8 +100,11 @@ def apart(members: list[Member], wanted: list[list[int]], odd) -> tuple[list[Mem
     return [members[i] for i in order], [[new[i] for i in idx] for idx in wanted]
 
 
-def train_jobs(jobs: list[Job], budget_bytes: int) -> Iterator[tuple[int, dict]]:
-    """(job index, record) for every job, group by group as each group finishes."""
+def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tuple[int, dict]]:
+    """(job index, record) for every job, group by group as each group finishes.
+
+    around(group): an optional context manager entered while a group of jobs trains (the launcher uses it to copy
+    the population's log lines into each of the group's job logs)."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         groups.setdefault(group_key(job.spec), []).append(job)
@@ -122,11 +126,12 @@ def train_jobs(jobs: list[Job], budget_bytes: int) -> Iterator[tuple[int, dict]]
         plain = sum(not uses_batch_norm(m) for m in members)  # they come first (apart), then batch norm's
         spans = [(s, min(s + size, hi)) for lo, hi in ((0, plain), (plain, len(members))) for s in range(lo, hi, size)]
         parts = []
-        for start, stop in spans:
-            chunk = members[start:stop]
-            label = f"sweep group {n}/{len(groups)} ({len(group)} jobs), members {start + 1}-{stop}"
-            bar = progress.choose(spec.trainer.progress, label)
-            parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
+        with around(group) if around is not None else contextlib.nullcontext():
+            for start, stop in spans:
+                chunk = members[start:stop]
+                label = f"sweep group {n}/{len(groups)} ({len(group)} jobs), members {start + 1}-{stop}"
+                bar = progress.choose(spec.trainer.progress, label)
+                parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
         pop = merge(parts)
         for job, idx in zip(group, wanted):
             yield job.index, make_record(job.cfg, job.spec, splits.sizes(), pop.select(idx), device)

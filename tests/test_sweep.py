@@ -34,6 +34,18 @@ def test_batched_sweep_records_equal_each_job_run_alone(tmp_path, compose_cfg):
         assert len(path.parent.joinpath("history.csv").read_text().splitlines()) == 1 + len(alone["history"])
 
 
+def test_each_jobs_log_holds_the_training_lines_of_its_population(tmp_path):
+    tiny = [o for o in TINY if not o.startswith("trainer.progress")]
+    r = run_cli("run", "-m", "regularizers=[l1],[dropout]", *tiny, "trainer.progress=log", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    logs = sorted(tmp_path.glob("results/jobs/*/regbench.log"))
+    assert len(logs) == 2
+    for path in logs:
+        text = path.read_text()
+        assert "sweep group 1/1 (2 jobs), members 1-6: training 6 members for 2 epochs" in text  # the population's
+        assert "records: " in text  # and the job's own line, appended after
+
+
 def _jobs(compose_cfg, *variants):
     out = []
     for i, v in enumerate(variants):
@@ -151,6 +163,8 @@ def test_joblib_and_submitit_local_launchers_run_a_sweep(tmp_path, launcher):
     assert r.returncode == 0, r.stdout + r.stderr
     found = sorted(tmp_path.glob("results/jobs/*/result.json"))
     assert {json.loads(p.read_text())["members"][-1]["arm"] for p in found} == {"l1", "dropout"}
+    if launcher == "local":  # configs/hydra/launcher/local.yaml allots cpus_per_task: 1 to each job
+        assert {json.loads(p.read_text())["provenance"]["cpu_threads"] for p in found} == {1}
 
 
 BATCH_FAILS = """

@@ -72,7 +72,7 @@ class RegbenchLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
         try:
-            for n, record in train_jobs(jobs, self.budget_bytes):
+            for n, record in train_jobs(jobs, self.budget_bytes, around=self._job_logs):
                 finish(n, lambda cfg, record=record: regbench_job(cfg, record))
         except Exception as err:  # noqa: BLE001 - each remaining job then runs alone and records its own outcome
             log.warning("batched training stopped (%s); the remaining jobs run one by one", err)
@@ -80,3 +80,25 @@ class RegbenchLauncher(Launcher):
             if n not in returns:
                 finish(n, self.task_function)
         return [returns[n] for n in range(len(configs))]
+
+    @contextlib.contextmanager
+    def _job_logs(self, group):
+        """While a group trains, regbench's log lines (progress, resumes) also go to each of its jobs' log files,
+        where run_job then appends the job's own; otherwise they would reach the console only."""
+        logger = logging.getLogger("regbench")
+        fmt = self.config.hydra.job_logging.get("formatters", {}).get("simple", {})
+        formatter = logging.Formatter(fmt.get("format", "[%(asctime)s] %(message)s"), fmt.get("datefmt", "%H:%M:%S"))
+        handlers = []
+        for job in group:
+            folder = Path(job.cfg.hydra.runtime.output_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(folder / f"{job.cfg.hydra.job.name}.log")
+            handler.setFormatter(formatter)
+            logger.addHandler(handler)
+            handlers.append(handler)
+        try:
+            yield
+        finally:
+            for handler in handlers:
+                logger.removeHandler(handler)
+                handler.close()
