@@ -191,3 +191,19 @@ def test_several_strengths_in_one_population_equal_each_trained_separately(compo
         torch.testing.assert_close(alone.final[0], finals[j], rtol=0, atol=0)
     for a in range(1, len(members), 2):  # and the strengths matter: two settings of one regularizer differ
         assert not torch.allclose(finals[a], finals[a + 1], atol=1e-3)
+
+
+def test_evaluation_gives_a_member_the_same_bits_whatever_the_chunking(compose_cfg, monkeypatch):
+    """Evaluation runs in chunks of rows sized by K (memory); a member's loss must not depend on them."""
+    from regbench.train import metrics
+
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 8192)  # K=2: 16 rows a chunk, K=5: 6 rows
+    spec = validate_config(compose_cfg())  # the full-size default split: thousands of rows, hundreds of chunks
+    splits = data.load(spec.dataset)
+
+    def build(seeds):
+        return models.build(spec.model, splits.input_shape, splits.kind, 10, seeds, ModelHints.plain(len(seeds)))
+
+    five = evaluate(build([0, 1, 2, 3, 4]), splits, torch.arange(5))
+    two = evaluate(build([3, 4]), splits, torch.tensor([3, 4]))
+    assert torch.equal(five[3:], two)
