@@ -156,7 +156,7 @@ class GradientTerm:
             for p in getattr(model, group):
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
-                g, w = model.per_member(p.grad), model.per_member(p)
+                g, w = p.grad.view(model.k, -1), model.per_member(p)  # view: an in-place add must reach .grad
                 if rows is not None:
                     g, w = g[rows], w[rows]
                 g.addcmul_(derivative(w), c)
