@@ -58,9 +58,9 @@ class _Constants:
 _K = _Constants()
 
 
-def _fmix32_fast(x: torch.Tensor) -> torch.Tensor:
-    """_fmix32_i32 with tensor constants and one scratch tensor: the per-element pass of every step's draw."""
-    t = torch.bitwise_right_shift(x, _K.s16)
+def _fmix32_fast(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """_fmix32_i32 with tensor constants and a scratch tensor t: the per-element pass of every step's draw."""
+    torch.bitwise_right_shift(x, _K.s16, out=t)
     x ^= t.bitwise_and_(_K.m16)
     x *= _K.c1
     torch.bitwise_right_shift(x, _K.s13, out=t)
@@ -98,6 +98,7 @@ class Stream:
         self.seeds = seeds
         self.base = _to_i32(_fmix32((seeds.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
         self.counters: dict[tuple[int, ...], torch.Tensor] = {}
+        self.scratch: dict[tuple[int, ...], tuple[torch.Tensor, ...]] = {}  # reused per shape: no page faults
         self.block_start, self.block = -1, None
 
     def keys(self, step) -> torch.Tensor:
@@ -111,7 +112,8 @@ class Stream:
         return self.block[step - self.block_start]
 
     def bits(self, step, shape: tuple[int, ...]) -> torch.Tensor:
-        """[K, *shape] int32 hash bits; row k a function of (seeds[k], step, stream, element) only."""
+        """[K, *shape] int32 hash bits; row k a function of (seeds[k], step, stream, element) only. The result is
+        this stream's scratch memory, overwritten by its next draw."""
         idx = self.counters.get(shape)
         if idx is None:
             n = 1
@@ -119,7 +121,11 @@ class Stream:
                 n *= s
             idx = torch.arange(n, device=self.base.device, dtype=torch.int32).view(1, *shape) * _CIDX
             self.counters[shape] = idx
-        return _fmix32_fast(idx + self.keys(step).view(-1, *([1] * len(shape))))
+            full = (self.base.numel(), *shape)
+            self.scratch[shape] = tuple(torch.empty(full, dtype=torch.int32, device=idx.device) for _ in range(2))
+        x, t = self.scratch[shape]
+        torch.add(idx, self.keys(step).view(-1, *([1] * len(shape))), out=x)
+        return _fmix32_fast(x, t)
 
     def uniform(self, step, shape: tuple[int, ...]) -> torch.Tensor:
         """Uniform [0, 1) floats of shape [K, *shape]: the top 24 bits of the hash over 2^24."""

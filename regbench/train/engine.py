@@ -98,13 +98,23 @@ def autograd_step(forward, autocast, x: torch.Tensor, y: torch.Tensor, ctx: Cont
     return torch.isfinite(loss.detach())
 
 
-def gather(splits, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The [K, B] minibatch indices' examples and labels. index_select copies whole rows; advanced indexing
+class Gather:
+    """The examples and labels of [K, B] minibatch indices, written into the same two tensors every step (a fresh
+    half-megabyte tensor a step costs page faults on CPU). index_select copies whole rows; advanced indexing
     (x[idx]) computes an offset per element and took four times as long."""
-    k, b = idx.shape
-    flat = idx.reshape(-1)
-    x = splits.x_train.index_select(0, flat)
-    return x.view(k, b, *x.shape[1:]), splits.y_train.index_select(0, flat).view(k, b)
+
+    def __init__(self, splits):
+        self.x, self.y = splits.x_train, splits.y_train
+        self.out: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, b = idx.shape
+        if self.out is None or self.out[1].shape != (k * b,):
+            self.out = (self.x.new_empty((k * b, *self.x.shape[1:])), self.y.new_empty((k * b,)))
+        flat = idx.reshape(-1)
+        x = torch.index_select(self.x, 0, flat, out=self.out[0])
+        y = torch.index_select(self.y, 0, flat, out=self.out[1])
+        return x.view(k, b, *x.shape[1:]), y.view(k, b)
 
 
 class Freezer:
@@ -219,6 +229,7 @@ def train_population(
     freezer = Freezer(model, k, device)
 
     schedule = Schedule(seeds, n_train, trainer.batch_size, device)
+    gather = Gather(splits)
     spe = schedule.steps_per_epoch
     total_steps = trainer.steps or trainer.epochs * spe
     total_epochs = math.ceil(total_steps / spe)
@@ -249,7 +260,7 @@ def train_population(
     for epoch in range(first, total_epochs + 1):  # noqa: B020 - after the loop, epoch is the last one trained
         order = schedule.epoch()
         for i in range(min(spe, total_steps - step)):
-            batch = Batch(*gather(splits, order[:, i]), splits.n_classes, splits.kind)
+            batch = Batch(*gather(order[:, i]), splits.n_classes, splits.kind)
             ctx = Context(seeds=seeds_t, step=step if step_t is None else step_t, train=True)
             saved = freezer.snapshot()
             for r in regs:
