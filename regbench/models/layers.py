@@ -107,7 +107,6 @@ class MemberDropout(nn.Module):
         self.register_buffer("drawn_threshold", rng.at_least_threshold(drawn), persistent=False)
         self.register_buffer("drawn_scale", 1 / (1 - drawn), persistent=False)
         self._streams: dict[bool, rng.Stream] = {}  # drawn members only, or all; rebuilt if the seeds change
-        self._out: torch.Tensor | None = None  # draw(reuse=True)'s scratch
 
     def _rng(self, seeds: torch.Tensor, subset: bool) -> rng.Stream:
         s = self._streams.get(subset)
@@ -116,18 +115,12 @@ class MemberDropout(nn.Module):
             s.seeds = seeds
         return s
 
-    def draw(self, shape: tuple[int, ...], ctx: Context, reuse: bool = False) -> torch.Tensor:
-        """The multipliers of the members that drop, for a [K, B, ...] activation: [A, B, ...], 0 or 1/(1-p).
-
-        reuse: write them into this layer's scratch tensor, valid until its next draw (the hand-written step)."""
+    def draw(self, shape: tuple[int, ...], ctx: Context, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The multipliers of the members that drop, for a [K, B, ...] activation: [A, B, ...] (A = drawn_p's
+        length), 0 or 1/(1-p); written into `out` when given (the hand-written step's scratch)."""
         shape = tuple(shape[1:])
         keep = self._rng(ctx.seeds, True).at_least(ctx.step, shape, self.drawn_threshold)  # u >= p
-        scale = self.drawn_scale.view(-1, *([1] * len(shape)))
-        if not reuse:
-            return keep * scale
-        if self._out is None or self._out.shape != keep.shape or self._out.device != keep.device:
-            self._out = torch.empty(keep.shape, device=keep.device)
-        return torch.mul(keep, scale, out=self._out)
+        return torch.mul(keep, self.drawn_scale.view(-1, *([1] * len(shape))), out=out)
 
     def apply_(self, x: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
         """x *= the multipliers from draw(), in place, for the members that drop (x [K, B, ...]). The MLP's

@@ -77,6 +77,10 @@ class MLP(MemberModel):
             buf = self._scratch[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
 
+    def _drop_buf(self, name: str, drop: MemberDropout, h: torch.Tensor) -> torch.Tensor:
+        """Scratch for a dropout layer's multipliers: one row per member that drops."""
+        return self._buf(name, (drop.drawn_p.numel(), *h.shape[1:]), h)
+
     @torch.no_grad()
     def train_step(self, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> torch.Tensor:
         """Forward and backward of the members' summed mean cross-entropies, by hand.
@@ -87,14 +91,14 @@ class MLP(MemberModel):
         k, b = x.shape[:2]
         h = x.flatten(2) if self.n_in > 1 else x
         if self.input_drop is not None:
-            drawn = self.input_drop.draw(tuple(h.shape), ctx, reuse=True)
+            drawn = self.input_drop.draw(tuple(h.shape), ctx, out=self._drop_buf("input_drop", self.input_drop, h))
             h = self.input_drop.apply_(self._buf("input", tuple(h.shape), h).copy_(h), drawn)
         acts, masks = [h], []  # layer inputs, and the dropout multipliers the backward pass reapplies
         for i, lin in enumerate(self.hidden):
             out = self._buf(f"act{i}", (k, b, lin.weight.shape[1]), h)
             h = torch.baddbmm(lin.bias, h, lin.weight.transpose(1, 2), out=out).relu_()
             if self.drops:
-                masks.append(self.drops[i].draw(tuple(h.shape), ctx, reuse=True))
+                masks.append(self.drops[i].draw(tuple(h.shape), ctx, out=self._drop_buf(f"drop{i}", self.drops[i], h)))
                 self.drops[i].apply_(h, masks[-1])
             acts.append(h)
         head = self.head
