@@ -89,15 +89,16 @@ def uses_batch_norm(m: Member) -> bool:
     return "batch_norm" in m.regularizers
 
 
-def apart(members: list[Member], wanted: list[list[int]], odd) -> tuple[list[Member], list[list[int]]]:
+def apart(members: list[Member], wanted: list[list[int]], odd) -> tuple[list[Member], list[list[int]], int]:
     """Members reordered so those with odd(m) come last (and so train in populations of their own when the pool is
-    split), with the jobs' member indices remapped.
+    split), the jobs' member indices remapped, and how many members come before the odd ones.
 
     Batch norm is such a member: in any member it gives the whole population per-member batch-norm layers and
     autograd's step instead of the MLP's hand-written one, for every member."""
-    order = sorted(range(len(members)), key=lambda i: bool(odd(members[i])))
+    flags = [bool(odd(m)) for m in members]
+    order = sorted(range(len(members)), key=flags.__getitem__)
     new = {old: pos for pos, old in enumerate(order)}
-    return [members[i] for i in order], [[new[i] for i in idx] for idx in wanted]
+    return [members[i] for i in order], [[new[i] for i in idx] for idx in wanted], flags.count(False)
 
 
 def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tuple[int, dict]]:
@@ -121,9 +122,8 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
         for job, idx in zip(group, wanted):
             for m, i in zip(members_for(job.spec), idx):
                 members[i] = m
-        members, wanted = apart(members, wanted, uses_batch_norm)
+        members, wanted, plain = apart(members, wanted, uses_batch_norm)  # batch norm's members last
         size = max(1, budget_bytes // member_bytes(spec, splits))
-        plain = sum(not uses_batch_norm(m) for m in members)  # they come first (apart), then batch norm's
         spans = [(s, min(s + size, hi)) for lo, hi in ((0, plain), (plain, len(members))) for s in range(lo, hi, size)]
         parts = []
         with around(group) if around is not None else contextlib.nullcontext():

@@ -33,6 +33,7 @@ class MemberModel(nn.Module):
         self.weights: list[nn.Parameter] = []  # linear/conv weight tensors (penalised by default)
         self.biases: list[nn.Parameter] = []
         self.norms: list[nn.Parameter] = []  # batch-norm scale and shift
+        self._layer_of: dict[int, nn.Module] | None = None  # weight_rows' lookup: which layer owns each weight
 
     def per_member(self, t: torch.Tensor) -> torch.Tensor:
         """View any parameter as [K, -1] (conv weights fold members into their first axis)."""
@@ -45,5 +46,9 @@ class MemberModel(nn.Module):
         return list(self.parameters()) + buffers
 
     def weight_rows(self, t: torch.Tensor) -> torch.Tensor:
-        """View a weight as [K, units, fan_in]: one row per output unit (for max-norm constraints)."""
-        return next(layer for layer in self.modules() if getattr(layer, "weight", None) is t).rows()
+        """View a weight as [K, units, fan_in]: one row per output unit (for max-norm constraints, every step)."""
+        layer = (self._layer_of or {}).get(id(t))
+        if layer is None or layer.weight is not t:  # found once; found again if the model was copied
+            self._layer_of = {id(m.weight): m for m in self.modules() if hasattr(m, "rows")}
+            layer = self._layer_of[id(t)]
+        return layer.rows()
