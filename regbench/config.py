@@ -32,6 +32,7 @@ class TrainerConfig:
         "fp32", "bf16: autocast matmuls to bfloat16 (weights and optimizer stay fp32)", choices=["fp32", "bf16"]
     )
     compile: bool = param(False, "torch.compile the model (CUDA: with CUDA graphs); pays off for long runs")
+    cuda_graph: bool = param(True, "on CUDA, capture the training step once and replay it (not with compile)")
     seeds: int = param(3, "seeds per arm (each seed pairs a baseline and a regularized member)", ge=1, le=10000)
     seed: int = param(0, "first seed; seeds are seed, seed+1, ...", ge=0)
     progress: str = param(

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from regbench.results import records, store
 
@@ -159,6 +160,7 @@ def test_same_config_and_seed_give_bit_identical_metrics_across_processes(tmp_pa
     assert metrics[0] == metrics[2] and metrics[1] == metrics[3]
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="provokes its error by asking for a GPU")
 @pytest.mark.parametrize("flag", ["--debug", None])
 def test_a_traceback_only_with_debug(tmp_path, flag):
     args = [flag] if flag else []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,7 @@ def test_when_a_batch_fails_its_jobs_run_one_by_one_and_each_records_its_outcome
     import sys
 
     args = ["run", "-m", "trainer.seed=0,1", *TINY, "trainer.seeds=1", "regularizers=[]"]
-    env = {"CI": "true", "PATH": "/usr/bin:/bin"}
+    env = {"CI": "true", "PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
     r = subprocess.run(
         [sys.executable, "-c", BATCH_FAILS, *args], cwd=tmp_path, env=env, capture_output=True, text=True
     )

@@ -29,7 +29,7 @@ from regbench.errors import UsageError
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.regularizers.base import Batch
-from regbench.train import checkpoint, optim
+from regbench.train import checkpoint, graph, optim
 from regbench.train.metrics import COLUMNS, evaluate
 from regbench.train.population import Member
 
@@ -255,27 +255,38 @@ def train_population(
         log.info("resumed from %s at epoch %d", ckpt.path, epoch)
     # a checkpoint taken when every member had stopped leaves nothing to train
     first = total_epochs + 1 if freezer.all_frozen() else epoch + 1
-    # under torch.compile the step is a device tensor, so the compiled graph neither recompiles per step nor syncs
-    step_t = torch.tensor(step, dtype=torch.int64, device=device) if trainer.compile else None
+    # Under torch.compile and in a CUDA graph the step number is a device tensor the step increments itself, so
+    # the compiled code neither recompiles per step nor syncs, and a replayed graph sees the step it is at
+    graphed = torch.device(device).type == "cuda" and trainer.cuda_graph and not trainer.compile
+    step_t = torch.tensor(step, dtype=torch.int64, device=device) if trainer.compile or graphed else None
+
+    def one_step(idx: torch.Tensor) -> None:
+        batch = Batch(*gather(idx), splits.n_classes, splits.kind)
+        ctx = Context(seeds=seeds_t, step=step if step_t is None else step_t, train=True)
+        saved = freezer.snapshot()
+        for r in regs:
+            batch = r.transform(batch, ctx)
+        bad.logical_or_(~train_step(batch.x, batch.y, ctx))
+        for r in regs:
+            r.penalty_grad(model)
+        opt.step()
+        opt.zero_grad()
+        for r in regs:
+            r.post_step(model, trainer.lr)
+        freezer.restore(saved)
+        if step_t is not None:
+            step_t.add_(1)
+
+    idx_like = torch.empty(k, trainer.batch_size, dtype=torch.int64, device=device)  # a step's minibatch indices
+    run_step = graph.CudaGraphStep(one_step, idx_like) if graphed else None
     for epoch in range(first, total_epochs + 1):  # noqa: B020 - after the loop, epoch is the last one trained
         order = schedule.epoch()
         for i in range(min(spe, total_steps - step)):
-            batch = Batch(*gather(order[:, i]), splits.n_classes, splits.kind)
-            ctx = Context(seeds=seeds_t, step=step if step_t is None else step_t, train=True)
-            saved = freezer.snapshot()
-            for r in regs:
-                batch = r.transform(batch, ctx)
-            bad |= ~train_step(batch.x, batch.y, ctx)
-            for r in regs:
-                r.penalty_grad(model)
-            opt.step()
-            opt.zero_grad()
-            for r in regs:
-                r.post_step(model, trainer.lr)
-            freezer.restore(saved)
+            if run_step is not None:
+                run_step(order[:, i], key=freezer.any)  # frozen members add a snapshot and restore: a new graph
+            else:
+                one_step(order[:, i])
             step += 1
-            if step_t is not None:
-                step_t += 1
         if epoch % trainer.eval_every == 0 or step == total_steps:
             metrics = evaluate(model, splits, seeds_t)
             history.append((epoch, step, metrics))

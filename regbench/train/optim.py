@@ -57,7 +57,8 @@ class Optimizer:
         if trainer.optimizer == "sgd":
             self.opt = torch.optim.SGD([flat.param], lr=trainer.lr, momentum=trainer.momentum)
         else:
-            self.opt = torch.optim.Adam([flat.param], lr=trainer.lr, fused=True)
+            # capturable: its step count stays on the device, so a CUDA graph can hold the step (graph.py)
+            self.opt = torch.optim.Adam([flat.param], lr=trainer.lr, fused=True, capturable=flat.param.is_cuda)
 
     def step(self) -> None:
         self.opt.step()
