@@ -52,7 +52,7 @@ class _Constants:
         self.c1, self.c2 = torch.tensor(_C1, dtype=i32), torch.tensor(_C2, dtype=i32)
         self.m16, self.m19 = torch.tensor(0xFFFF, dtype=i32), torch.tensor(0x7FFFF, dtype=i32)
         self.s16, self.s13 = torch.tensor(16, dtype=i32), torch.tensor(13, dtype=i32)
-        self.sign = torch.tensor(-(1 << 31), dtype=i32)
+        self.s8, self.m24 = torch.tensor(8, dtype=i32), torch.tensor(0xFFFFFF, dtype=i32)
 
 
 _K = _Constants()
@@ -87,22 +87,29 @@ def _to_i32(x: torch.Tensor) -> torch.Tensor:
 class Stream:
     """One named stream for fixed member seeds, for draws repeated every step (dropout masks).
 
-    Tiny kernels cost ~10 us each on CPU whatever their size, and deriving a step's [K] keys takes a dozen: keys are
-    mixed for 256 steps at a time, each shape's element counters are kept, and the per-element pass reuses one
-    scratch tensor, so a step's draw is little more than the hash itself.
+    Tiny kernels cost ~10 us each on CPU whatever their size, and deriving a step's keys takes a dozen: keys are
+    mixed for 256 steps at a time, each shape's element counters are kept, and the per-element pass reuses scratch
+    tensors, so a step's draw is little more than the hash itself. Members with the same seed draw the same bits,
+    so each seed is hashed once and its members take copies of its row: a strength sweep's members share their seeds
+    (the benchmark's twelve dropout members hold four).
     """
 
     BLOCK = 256  # steps whose keys are mixed at once
 
     def __init__(self, seeds: torch.Tensor, stream: int):
         self.seeds = seeds
-        self.base = _to_i32(_fmix32((seeds.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
+        unique, rows = torch.unique(seeds, return_inverse=True)
+        if len(unique) == len(seeds):
+            unique, rows = seeds, None
+        self.rows = rows  # each member's row among the unique seeds, None when no seed repeats
+        self.base = _to_i32(_fmix32((unique.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
         self.counters: dict[tuple[int, ...], torch.Tensor] = {}
         self.scratch: dict[tuple[int, ...], tuple[torch.Tensor, ...]] = {}  # reused per shape: no page faults
         self.block_start, self.block = -1, None
 
     def keys(self, step) -> torch.Tensor:
-        """[K] int32 keys of a step: a Python int, or a 0-d device tensor (a compiled loop never syncs)."""
+        """[U] int32 keys of a step, one per unique seed: the step a Python int, or a 0-d device tensor (a compiled
+        or graph-captured loop never syncs)."""
         if not isinstance(step, int):
             return _fmix32_i32(self.base ^ _to_i32((step.to(torch.int64) * 0x85EBCA77) & _MASK32))
         if self.block is None or not 0 <= step - self.block_start < self.BLOCK:
@@ -111,9 +118,8 @@ class Stream:
             self.block_start = step
         return self.block[step - self.block_start]
 
-    def bits(self, step, shape: tuple[int, ...]) -> torch.Tensor:
-        """[K, *shape] int32 hash bits; row k a function of (seeds[k], step, stream, element) only. The result is
-        this stream's scratch memory, overwritten by its next draw."""
+    def _hash(self, step, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """([U, *shape] int32 hash bits, a scratch tensor of that shape); both overwritten by the next draw."""
         idx = self.counters.get(shape)
         if idx is None:
             n = 1
@@ -123,28 +129,46 @@ class Stream:
             self.counters[shape] = idx
             full = (self.base.numel(), *shape)
             self.scratch[shape] = tuple(torch.empty(full, dtype=torch.int32, device=idx.device) for _ in range(2))
-        x, t = self.scratch[shape]
+            if self.rows is not None:  # the unique seeds' uniforms as floats, before each member takes its row
+                self.scratch[shape] += (torch.empty(full, dtype=torch.float32, device=idx.device),)
+        x, t = self.scratch[shape][:2]
         torch.add(idx, self.keys(step).view(-1, *([1] * len(shape))), out=x)
-        return _fmix32_fast(x, t)
+        return _fmix32_fast(x, t), t
+
+    def _members(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.rows is None else x.index_select(0, self.rows)
+
+    def bits(self, step, shape: tuple[int, ...]) -> torch.Tensor:
+        """[K, *shape] int32 hash bits; row k a function of (seeds[k], step, stream, element) only."""
+        return self._members(self._hash(step, shape)[0])
 
     def uniform(self, step, shape: tuple[int, ...]) -> torch.Tensor:
         """Uniform [0, 1) floats of shape [K, *shape]: the top 24 bits of the hash over 2^24."""
-        return ((self.bits(step, shape) >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
+        x = self._hash(step, shape)[0]
+        return self._members(((x >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24)))
 
-    def at_least(self, step, shape: tuple[int, ...], threshold: torch.Tensor) -> torch.Tensor:
-        """uniform(step, shape) >= p, bool [K, *shape], given threshold = at_least_threshold(p) ([K] int32).
+    def kept(self, step, shape: tuple[int, ...], threshold: torch.Tensor, out: torch.Tensor | None = None):
+        """1.0 where uniform(step, shape) >= p, else 0.0: float32 [K, *shape] (into `out` when given), given
+        threshold = keep_threshold(p) ([K]).
 
-        The same booleans as the float comparison, from two integer kernels instead of five."""
-        x = self.bits(step, shape)
-        x ^= _K.sign  # unsigned order as signed order
-        return x >= threshold.view(-1, *([1] * len(shape)))
+        The same decisions as comparing uniforms, with no bool tensor: on CPU a kernel that writes or reads one
+        took 30-45 us for a [12, 100, 100] mask, an int32 or float32 one 4-7 us. The uniform's 24 bits are an integer
+        below 2^24, exact in float32, as is the threshold, so the arithmetic below is exact."""
+        x, t = self._hash(step, shape)
+        torch.bitwise_right_shift(x, _K.s8, out=t)
+        top = t.bitwise_and_(_K.m24)  # the uniform's 24 bits: u = top / 2^24
+        if self.rows is None:
+            top = out.copy_(top) if out is not None else top.to(torch.float32)
+        else:
+            top = torch.index_select(self.scratch[shape][2].copy_(top), 0, self.rows, out=out)
+        # u >= p  <=>  top >= ceil(p * 2^24)  <=>  top - (ceil(p * 2^24) - 1) >= 1
+        return top.sub_(threshold.view(-1, *([1] * len(shape)))).clamp_(0.0, 1.0)
 
 
-def at_least_threshold(p: torch.Tensor) -> torch.Tensor:
-    """The [K] int32 thresholds for Stream.at_least. u >= p for u = top24 / 2^24 holds exactly when
-    top24 >= ceil(p * 2^24), i.e. when the 32 bits, unsigned, are >= ceil(p * 2^24) * 256; shifted to signed."""
-    top = torch.ceil(p.double() * (1 << 24)).to(torch.int64)
-    return (top * 256 - (1 << 31)).to(torch.int32)
+def keep_threshold(p: torch.Tensor) -> torch.Tensor:
+    """The [K] float32 thresholds for Stream.kept: ceil(p * 2^24) - 1 (an integer, exact in float32), as
+    u = top24 / 2^24 >= p exactly when top24 >= ceil(p * 2^24)."""
+    return (torch.ceil(p.double() * (1 << 24)) - 1).to(torch.float32)
 
 
 def uniform(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:

@@ -62,5 +62,22 @@ def test_integer_threshold_gives_exactly_the_float_comparison():
     # edge cases: 0, just below 1, and values equal to drawn uniforms (u >= p must hold there)
     for p in (0.0, 0.1, 0.5, 1 - 2**-24, float(u[0, 7, 7]), float(u[2, 0, 1])):
         p_t = torch.full((3,), p)
-        keep = stream.at_least(4, (100, 100), rng.at_least_threshold(p_t))
-        assert torch.equal(keep, u >= p_t.view(-1, 1, 1)), p
+        kept = stream.kept(4, (100, 100), rng.keep_threshold(p_t))
+        assert torch.equal(kept, (u >= p_t.view(-1, 1, 1)).float()), p
+
+
+def test_members_sharing_a_seed_draw_their_seeds_bits_with_their_own_threshold():
+    # hashed once per unique seed, then copied to each member: every row must equal its seed drawn alone
+    seeds = torch.tensor([7, 2, 7, 9, 2, 7])
+    p = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    stream = rng.Stream(seeds, 11)
+    assert stream.rows is not None and stream.base.numel() == 3
+    for step in (0, 5, 300):
+        kept = stream.kept(step, (40, 25), rng.keep_threshold(p))
+        u = stream.uniform(step, (40, 25))
+        bits = stream.bits(step, (40, 25))
+        for k, seed in enumerate(seeds.tolist()):
+            alone = rng.Stream(torch.tensor([seed]), 11)
+            assert torch.equal(u[k], alone.uniform(step, (40, 25))[0])
+            assert torch.equal(bits[k], alone.bits(step, (40, 25))[0])
+            assert torch.equal(kept[k], (u[k] >= p[k]).float())

@@ -104,7 +104,7 @@ class MemberDropout(nn.Module):
         self.register_buffer("active", active, persistent=False)
         drawn = p[active].float()
         self.register_buffer("drawn_p", drawn, persistent=False)
-        self.register_buffer("drawn_threshold", rng.at_least_threshold(drawn), persistent=False)
+        self.register_buffer("drawn_threshold", rng.keep_threshold(drawn), persistent=False)
         self.register_buffer("drawn_scale", 1 / (1 - drawn), persistent=False)
         self._streams: dict[bool, rng.Stream] = {}  # drawn members only, or all; rebuilt if the seeds change
 
@@ -119,8 +119,8 @@ class MemberDropout(nn.Module):
         """The multipliers of the members that drop, for a [K, B, ...] activation: [A, B, ...] (A = drawn_p's
         length), 0 or 1/(1-p); written into `out` when given (the hand-written step's scratch)."""
         shape = tuple(shape[1:])
-        keep = self._rng(ctx.seeds, True).at_least(ctx.step, shape, self.drawn_threshold)  # u >= p
-        return torch.mul(keep, self.drawn_scale.view(-1, *([1] * len(shape))), out=out)
+        kept = self._rng(ctx.seeds, True).kept(ctx.step, shape, self.drawn_threshold, out)  # 1 where u >= p, else 0
+        return kept.mul_(self.drawn_scale.view(-1, *([1] * len(shape))))
 
     def apply_(self, x: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
         """x *= the multipliers from draw(), in place, for the members that drop (x [K, B, ...]). The MLP's
