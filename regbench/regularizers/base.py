@@ -142,6 +142,7 @@ class GradientTerm:
 
     def __init__(self, scope: WeightScope, coeff: torch.Tensor):
         self.parts = []  # (group, [A, 1] coefficients, member slice or None for all)
+        self.scratch: dict[tuple[int, int], torch.Tensor] = {}  # derivative values, per (part, parameter)
         for group, mask in scope.masks.items():
             c = coeff if mask is None else coeff * mask
             on = c != 0
@@ -151,15 +152,23 @@ class GradientTerm:
             self.parts.append((group, (c if rows is None else c[rows]).view(-1, 1), rows))
 
     @torch.no_grad()
-    def add(self, model: MemberModel, derivative) -> None:
-        for group, c, rows in self.parts:
-            for p in getattr(model, group):
+    def add(self, model: MemberModel, derivative=None) -> None:
+        """derivative(w, out=...) an element-wise torch function (e.g. torch.sign), or None for w itself. Its
+        results go into scratch tensors reused every step: a fresh one of some hundred kilobytes costs page faults,
+        which made torch.sign take 118 us instead of 10."""
+        for n, (group, c, rows) in enumerate(self.parts):
+            for i, p in enumerate(getattr(model, group)):
                 if p.grad is None:
                     p.grad = torch.zeros_like(p)
                 g, w = p.grad.view(model.k, -1), model.per_member(p)  # view: an in-place add must reach .grad
                 if rows is not None:
                     g, w = g[rows], w[rows]
-                g.addcmul_(derivative(w), c)
+                if derivative is not None:
+                    out = self.scratch.get((n, i))
+                    if out is None or out.shape != w.shape or out.device != w.device:
+                        out = self.scratch[(n, i)] = torch.empty_like(w)
+                    w = derivative(w, out=out)
+                g.addcmul_(w, c)
 
 
 def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -43,4 +43,4 @@ class ElasticNet(Regularizer):
 
     def penalty_grad(self, model):
         self.l1_grad.add(model, torch.sign)
-        self.l2_grad.add(model, lambda w: w)
+        self.l2_grad.add(model)

@@ -219,8 +219,10 @@ def train_population(
     model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
     # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would
     opt = optim.make(model, trainer)
+    clear_grads = True  # autograd adds into .grad, and must start every step from zero
     if model.by_hand and not trainer.compile and trainer.precision == "fp32":
         train_step = model.train_step
+        clear_grads = False  # the hand-written step writes every gradient
     else:
         # bf16 autocast, opt-in: matmuls in bfloat16, parameters, optimizer state and losses stay fp32
         bf16 = trainer.precision == "bf16"
@@ -270,7 +272,8 @@ def train_population(
         for r in regs:
             r.penalty_grad(model)
         opt.step()
-        opt.zero_grad()
+        if clear_grads:
+            opt.zero_grad()
         for r in regs:
             r.post_step(model, trainer.lr)
         freezer.restore(saved)
