@@ -5,7 +5,9 @@
       one population, baselines shared.
 Sweep: MNIST-1D, MLP 40-100-100-10, batch 100, a fixed number of Adam steps, 8 regularizer settings x 4 seeds.
 Prints seconds per run, `speedup: <ratio>`, achieved GFLOP/s against an fp32 matmul peak measured here, peak
-memory and both sides' mean test accuracy.   make bench    (or: python bench/bench.py --steps 500 --device cuda)
+memory and both sides' mean test accuracy. The sides take turns (textbook blocks, regbench sweeps between them,
+the matmul peak before each block), so a machine whose speed drifts is the same machine for both.
+    make bench    (or: python bench/bench.py --steps 500 --device cuda)
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def main():
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    ap.add_argument("--repeats", type=int, default=3, help="regbench sweeps, taking turns with textbook blocks")
     args = ap.parse_args()
     choice = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(choice)
@@ -135,32 +138,49 @@ def main():
     n_eval = sum(splits.sizes().values())
     work = flops_per_run(args.steps, args.batch, n_eval)
 
-    results = {}
-    for side in ("textbook", "regbench"):
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        sync(device)
-        t0 = time.perf_counter()
-        if side == "textbook":
-            accs = [
-                textbook_run(splits, reg, key, value, seed, args.steps, args.batch, device)
-                for reg, key, value in SETTINGS
-                for seed in range(SEEDS)
-            ]
-            members = runs
-        else:
-            records = dict(sweep.train_jobs(jobs, budget_bytes=8 << 30))
-            accs = [m["final"]["test_acc"] for r in records.values() for m in r["members"] if m["arm"] != "baseline"]
-            members = runs + SEEDS  # the shared baselines are trained too, and counted against regbench
-        sync(device)
-        dt = time.perf_counter() - t0
-        gflops = work * members / dt / 1e9
-        results[side] = (dt / runs, accs)
+    # The two sides take turns: textbook runs in blocks, regbench's whole sweep between them, `repeats` times. The
+    # machine's speed drifts (by up to 20% from minute to minute on a shared virtual machine), and a side timed
+    # only in the first minute and one timed only in the second would compare two machines.
+    runs_list = [(reg, key, value, seed) for reg, key, value in SETTINGS for seed in range(SEEDS)]
+    blocks = [runs_list[i :: args.repeats + 1] for i in range(args.repeats + 1)]
+    tb_time, rb_times, acc_tb, acc_rb, peak_mb = 0.0, [], [], None, {"textbook": 0.0, "regbench": 0.0}
+    peaks = [peak]
+    for n, block in enumerate(blocks):
+        if n:
+            peaks.append(matmul_peak(device))  # the peak drifts too: the share is taken of its mean
+        for side in ("textbook", "regbench") if n < args.repeats else ("textbook",):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            sync(device)
+            t0 = time.perf_counter()
+            if side == "textbook":
+                acc_tb += [textbook_run(splits, *run, args.steps, args.batch, device) for run in block]
+            else:
+                records = dict(sweep.train_jobs(jobs, budget_bytes=8 << 30))
+                members = [m for r in records.values() for m in r["members"] if m["arm"] != "baseline"]
+                accs = [m["final"]["test_acc"] for m in members]
+                assert acc_rb is None or accs == acc_rb, "regbench's repetitions must give the same numbers"
+                acc_rb = accs
+            sync(device)
+            dt = time.perf_counter() - t0
+            if side == "textbook":
+                tb_time += dt
+            else:
+                rb_times.append(dt)
+            peak_mb[side] = max(peak_mb[side], peak_memory_mb(device))
+
+    peak = statistics.mean(peaks)
+    print(f"regbench repetitions: {', '.join(f'{t:.2f}' for t in rb_times)} s; "
+          f"matmul peak over the run: {', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s, mean {peak:.1f}")  # fmt: skip
+    tb, rb = tb_time / runs, statistics.mean(rb_times) / runs
+    # regbench also trains the shared baselines, and is charged for them
+    for side, per_run, members, accs in (("textbook", tb, runs, acc_tb), ("regbench", rb, runs + SEEDS, acc_rb)):
+        gflops = work * members / (per_run * runs) / 1e9
         acc_m, acc_s = mean_std(accs)
-        print(f"{side:9s}: {dt:7.2f} s total, {dt / runs:.4f} s/run, {gflops:6.1f} GFLOP/s "
-              f"({gflops / peak:.1%} of matmul peak), peak memory {peak_memory_mb(device):.0f} MB, "
-              f"test acc {acc_m:.4f} ± {acc_s:.4f}")  # fmt: skip
-    (tb, acc_tb), (rb, acc_rb) = results["textbook"], results["regbench"]
+        # CPU: the process's peak resident memory, which cannot be reset between the sides
+        memory = f"{'peak memory' if device.type == 'cuda' else 'process peak RSS'} {peak_mb[side]:.0f} MB"
+        print(f"{side:9s}: {per_run * runs:7.2f} s total, {per_run:.4f} s/run, {gflops:6.1f} GFLOP/s "
+              f"({gflops / peak:.1%} of matmul peak), {memory}, test acc {acc_m:.4f} ± {acc_s:.4f}")  # fmt: skip
     diff = statistics.mean(acc_rb) - statistics.mean(acc_tb)
     noise = math.sqrt(statistics.variance(acc_tb) / len(acc_tb) + statistics.variance(acc_rb) / len(acc_rb))
     print(f"test acc difference (regbench - textbook): {diff:+.4f}, seed noise (std error) {noise:.4f}")
