@@ -98,3 +98,21 @@ def test_optimizer_state_round_trips(kind):
     _train(b, opt_b, steps=2)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+
+
+def test_direct_fused_adam_steps_equal_torchs_own_steps_bit_for_bit():
+    # after its first step the optimizer calls torch's fused kernel itself; torch.optim.Adam on a copy of the same
+    # flat buffer is the reference, also across a state reload (which must hand the new state to the direct calls)
+    net, ref_net = _net(0), _net(0)
+    opt = optim.make(net, _trainer("adam"))
+    ref_flat = optim.FlatParams(ref_net)
+    adam = torch.optim.Adam([ref_flat.param], lr=1e-2, fused=True)
+    ref = SimpleNamespace(step=adam.step, zero_grad=ref_flat.zero_grad)  # keep the gradient views: no set_to_none
+    _train(net, opt, steps=5)
+    _train(ref_net, ref, steps=5)
+    assert opt.direct is not None
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    _train(net, opt, steps=5)
+    _train(ref_net, ref, steps=5)
+    assert torch.equal(opt.flat.param, ref_flat.param)
+    assert torch.equal(opt.state_dict()["state"][0]["step"], adam.state_dict()["state"][0]["step"])

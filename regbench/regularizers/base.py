@@ -142,7 +142,7 @@ class GradientTerm:
 
     def __init__(self, scope: WeightScope, coeff: torch.Tensor):
         self.parts = []  # (group, [A, 1] coefficients, member slice or None for all)
-        self.scratch: dict[tuple[int, int], torch.Tensor] = {}  # derivative values, per (part, parameter)
+        self.model, self.terms = None, []  # the model the views below were made for, and the views (see add)
         for group, mask in scope.masks.items():
             c = coeff if mask is None else coeff * mask
             on = c != 0
@@ -153,22 +153,32 @@ class GradientTerm:
 
     @torch.no_grad()
     def add(self, model: MemberModel, derivative=None) -> None:
-        """derivative(w, out=...) an element-wise torch function (e.g. torch.sign), or None for w itself. Its
-        results go into scratch tensors reused every step: a fresh one of some hundred kilobytes costs page faults,
-        which made torch.sign take 118 us instead of 10."""
-        for n, (group, c, rows) in enumerate(self.parts):
-            for i, p in enumerate(getattr(model, group)):
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                g, w = p.grad.view(model.k, -1), model.per_member(p)  # view: an in-place add must reach .grad
+        """derivative(w, out=...) an element-wise torch function (e.g. torch.sign), or None for w itself. The
+        views it works on are made once per model (parameters and gradients keep their memory: optim.FlatParams),
+        and the derivative's values go into scratch reused every step: a fresh tensor of some hundred kilobytes
+        costs page faults, which made torch.sign take 118 us instead of 10."""
+        if self.model is not model:
+            self.terms = self._views(model, with_scratch=derivative is not None)
+            self.model = model
+        for g, w, c, out in self.terms:
+            g.addcmul_(w if out is None else derivative(w, out=out), c)
+
+    @staticmethod
+    def _grad(p: torch.Tensor) -> torch.Tensor:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        return p.grad
+
+    def _views(self, model: MemberModel, with_scratch: bool) -> list[tuple]:
+        """(gradient, weights, [A, 1] coefficients, scratch or None) per parameter in scope, [A, n] each."""
+        terms = []
+        for group, c, rows in self.parts:
+            for p in getattr(model, group):
+                g, w = self._grad(p).view(model.k, -1), model.per_member(p)  # view: an in-place add reaches .grad
                 if rows is not None:
                     g, w = g[rows], w[rows]
-                if derivative is not None:
-                    out = self.scratch.get((n, i))
-                    if out is None or out.shape != w.shape or out.device != w.device:
-                        out = self.scratch[(n, i)] = torch.empty_like(w)
-                    w = derivative(w, out=out)
-                g.addcmul_(w, c)
+                terms.append((g, w, c, torch.empty_like(w) if with_scratch else None))
+        return terms
 
 
 def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
