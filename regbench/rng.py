@@ -3,10 +3,10 @@
 A member's dropout masks and augmentations depend only on its own seed and the step, so it draws the same numbers
 whether it trains alone, beside its baseline, or inside a sweep batch of hundreds; that is what makes "a member
 trained in a population equals the member trained alone" hold. The hash is murmur3's 32-bit finalizer over a
-combined counter. Per-member keys are mixed in int64 (K values, exact everywhere); the per-element pass runs in
-int32, whose multiplications wrap modulo 2^32 exactly as the hash wants, on CPU and CUDA alike: it draws dropout
-masks every step, and int64 arithmetic made it cost more than the matmuls it regularizes (1.1 ms against 0.2 ms
-for a [12, 100, 100] mask on 2 CPU cores). Both passes produce the same bits; tests check them against a
+combined counter. Seeds and steps are combined with their constants in int64 (they may pass 2^31) and reduced to
+their low 32 bits; the hash itself runs in int32, whose multiplications wrap modulo 2^32 exactly as murmur3 wants,
+on CPU and CUDA alike: it draws dropout masks every step, and int64 arithmetic made it cost more than the matmuls
+it regularizes (1.1 ms against 0.2 ms for a [12, 100, 100] mask on 2 CPU cores). Tests check the bits against a
 pure-Python murmur3.
 """
 
@@ -17,30 +17,12 @@ import torch
 _MASK32 = 0xFFFFFFFF
 
 
-def _fmix32(x: torch.Tensor) -> torch.Tensor:
-    x = x ^ (x >> 16)
-    x = (x * 0x85EBCA6B) & _MASK32
-    x = x ^ (x >> 13)
-    x = (x * 0xC2B2AE35) & _MASK32
-    return x ^ (x >> 16)
-
-
 # int32 views of the 32-bit constants: wrapping int32 arithmetic gives murmur3's low 32 bits
 def _i32(c: int) -> int:
     return c - (1 << 32) if c >= 1 << 31 else c
 
 
 _C1, _C2, _CIDX = _i32(0x85EBCA6B), _i32(0xC2B2AE35), _i32(0x27D4EB2F)
-
-
-def _fmix32_i32(x: torch.Tensor) -> torch.Tensor:
-    """_fmix32 on int32 tensors, in place on x; `>>` is arithmetic for signed ints, hence the masks."""
-    x ^= (x >> 16) & 0xFFFF
-    x *= _C1
-    x ^= (x >> 13) & 0x7FFFF
-    x *= _C2
-    x ^= (x >> 16) & 0xFFFF
-    return x
 
 
 class _Constants:
@@ -58,8 +40,10 @@ class _Constants:
 _K = _Constants()
 
 
-def _fmix32_fast(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """_fmix32_i32 with tensor constants and a scratch tensor t: the per-element pass of every step's draw."""
+def _fmix32(x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    """murmur3's 32-bit finalizer on an int32 tensor, in place, with tensor constants and a scratch tensor t of x's
+    shape; `>>` is arithmetic for signed ints, hence the masks."""
+    t = torch.empty_like(x) if t is None else t
     torch.bitwise_right_shift(x, _K.s16, out=t)
     x ^= t.bitwise_and_(_K.m16)
     x *= _K.c1
@@ -69,6 +53,12 @@ def _fmix32_fast(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     torch.bitwise_right_shift(x, _K.s16, out=t)
     x ^= t.bitwise_and_(_K.m16)
     return x
+
+
+def _top24(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The top 24 bits of the hash x as integers in [0, 2^24), into t: a uniform is top24 / 2^24."""
+    torch.bitwise_right_shift(x, _K.s8, out=t)
+    return t.bitwise_and_(_K.m24)
 
 
 def stream_id(name: str) -> int:
@@ -97,12 +87,11 @@ class Stream:
     BLOCK = 256  # steps whose keys are mixed at once
 
     def __init__(self, seeds: torch.Tensor, stream: int):
-        self.seeds = seeds
         unique, rows = torch.unique(seeds, return_inverse=True)
         if len(unique) == len(seeds):
             unique, rows = seeds, None
         self.rows = rows  # each member's row among the unique seeds, None when no seed repeats
-        self.base = _to_i32(_fmix32((unique.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
+        self.base = _fmix32(_to_i32((unique.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
         self.counters: dict[tuple[int, ...], torch.Tensor] = {}
         self.scratch: dict[tuple[int, ...], tuple[torch.Tensor, ...]] = {}  # reused per shape: no page faults
         self.block_start, self.block = -1, None
@@ -111,10 +100,10 @@ class Stream:
         """[U] int32 keys of a step, one per unique seed: the step a Python int, or a 0-d device tensor (a compiled
         or graph-captured loop never syncs)."""
         if not isinstance(step, int):
-            return _fmix32_i32(self.base ^ _to_i32((step.to(torch.int64) * 0x85EBCA77) & _MASK32))
+            return _fmix32(self.base ^ _to_i32((step.to(torch.int64) * 0x85EBCA77) & _MASK32))
         if self.block is None or not 0 <= step - self.block_start < self.BLOCK:
             steps = torch.arange(step, step + self.BLOCK, device=self.base.device, dtype=torch.int64)
-            self.block = _fmix32_i32(self.base ^ _to_i32((steps * 0x85EBCA77) & _MASK32).view(-1, 1))
+            self.block = _fmix32(self.base ^ _to_i32((steps * 0x85EBCA77) & _MASK32).view(-1, 1))
             self.block_start = step
         return self.block[step - self.block_start]
 
@@ -133,7 +122,7 @@ class Stream:
                 self.scratch[shape] += (torch.empty(full, dtype=torch.float32, device=idx.device),)
         x, t = self.scratch[shape][:2]
         torch.add(idx, self.keys(step).view(-1, *([1] * len(shape))), out=x)
-        return _fmix32_fast(x, t), t
+        return _fmix32(x, t), t
 
     def _members(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.rows is None else x.index_select(0, self.rows)
@@ -144,8 +133,8 @@ class Stream:
 
     def uniform(self, step, shape: tuple[int, ...]) -> torch.Tensor:
         """Uniform [0, 1) floats of shape [K, *shape]: the top 24 bits of the hash over 2^24."""
-        x = self._hash(step, shape)[0]
-        return self._members(((x >> 8) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24)))
+        top = _top24(*self._hash(step, shape))
+        return self._members(top.to(torch.float32) * (1.0 / (1 << 24)))
 
     def kept(self, step, shape: tuple[int, ...], threshold: torch.Tensor, out: torch.Tensor | None = None):
         """1.0 where uniform(step, shape) >= p, else 0.0: float32 [K, *shape] (into `out` when given), given
@@ -154,9 +143,7 @@ class Stream:
         The same decisions as comparing uniforms, with no bool tensor: on CPU a kernel that writes or reads one
         took 30-45 us for a [12, 100, 100] mask, an int32 or float32 one 4-7 us. The uniform's 24 bits are an integer
         below 2^24, exact in float32, as is the threshold, so the arithmetic below is exact."""
-        x, t = self._hash(step, shape)
-        torch.bitwise_right_shift(x, _K.s8, out=t)
-        top = t.bitwise_and_(_K.m24)  # the uniform's 24 bits: u = top / 2^24
+        top = _top24(*self._hash(step, shape))  # u = top / 2^24
         if self.rows is None:
             top = out.copy_(top) if out is not None else top.to(torch.float32)
         else:

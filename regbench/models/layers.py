@@ -106,14 +106,14 @@ class MemberDropout(nn.Module):
         self.register_buffer("drawn_p", drawn, persistent=False)
         self.register_buffer("drawn_threshold", rng.keep_threshold(drawn), persistent=False)
         self.register_buffer("drawn_scale", 1 / (1 - drawn), persistent=False)
-        self._streams: dict[bool, rng.Stream] = {}  # drawn members only, or all; rebuilt if the seeds change
+        # (seeds, stream) for the drawn members only, or for all; rebuilt if the seeds tensor changes
+        self._streams: dict[bool, tuple[torch.Tensor, rng.Stream]] = {}
 
     def _rng(self, seeds: torch.Tensor, subset: bool) -> rng.Stream:
-        s = self._streams.get(subset)
-        if s is None or s.seeds is not seeds:
-            s = self._streams[subset] = rng.Stream(seeds[self.active] if subset else seeds, self.stream)
-            s.seeds = seeds
-        return s
+        made = self._streams.get(subset)
+        if made is None or made[0] is not seeds:
+            made = self._streams[subset] = (seeds, rng.Stream(seeds[self.active] if subset else seeds, self.stream))
+        return made[1]
 
     def draw(self, shape: tuple[int, ...], ctx: Context, out: torch.Tensor | None = None) -> torch.Tensor:
         """The multipliers of the members that drop, for a [K, B, ...] activation: [A, B, ...] (A = drawn_p's
