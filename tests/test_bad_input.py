@@ -29,6 +29,7 @@ CASES = [
     (["trainer.lr=fast"], "trainer.lr='fast': must be a number"),
     (["dataset.standardize=maybe"], "dataset.standardize='maybe': must be true or false"),
     (["trainer.resume=maybe"], "trainer.resume='maybe': must be true or false"),
+    (["trainer.cuda_graph=maybe"], "trainer.cuda_graph='maybe': must be true or false"),
     (["trainer.optimizer=rmsprop"], "trainer.optimizer='rmsprop': must be one of adam, sgd"),
     (["trainer.lr=nan"], "trainer.lr=nan: must be a finite number"),
     # out-of-range probabilities, ratios and strengths
