@@ -153,6 +153,20 @@ def test_dropout_keeps_the_expected_fraction_rescaled_and_is_identity_at_eval():
     assert torch.equal(drop(x, Context(seeds=torch.tensor(SEEDS), train=False)), x)
 
 
+def test_dropout_masks_drawn_ahead_equal_each_steps_own_draw():
+    # masks come from a pass over several steps at once; walking steps forwards, back (a resume) and far ahead,
+    # each must equal that step drawn alone (the device-counter path draws exactly one step)
+    p = torch.tensor([0.0, 0.3, 0.3, 0.6])
+    seeds = torch.tensor([1, 1, 2, 1])  # two dropping members share a seed: hashed once, copied
+    drop = MemberDropout(p, "dropout.ahead")
+    alone = MemberDropout(p, "dropout.ahead")
+    for step in [*range(0, 20), 5, 6, 250, 251, 255, 256, 257, 10_000]:
+        got = drop.draw((4, 30, 20), Context(seeds=seeds, step=step, train=True)).clone()
+        want = alone.draw((4, 30, 20), Context(seeds=seeds, step=torch.tensor(step), train=True))
+        assert torch.equal(got, want), step
+    assert drop._masks[3].shape[0] > 1  # it did draw ahead
+
+
 def test_batch_norm_regularizer_switches_it_on_per_member():
     hints = ModelHints.plain(3)
     reg("batch_norm", None, {}, {}).hints(hints)

@@ -81,3 +81,15 @@ def test_members_sharing_a_seed_draw_their_seeds_bits_with_their_own_threshold()
             assert torch.equal(u[k], alone.uniform(step, (40, 25))[0])
             assert torch.equal(bits[k], alone.bits(step, (40, 25))[0])
             assert torch.equal(kept[k], (u[k] >= p[k]).float())
+
+
+def test_several_steps_at_once_equal_each_step_drawn_alone():
+    p = torch.tensor([0.1, 0.5, 0.9])
+    for seeds in (torch.tensor([4, 5, 6]), torch.tensor([4, 5, 4])):  # distinct seeds, and a shared one
+        stream = rng.Stream(seeds, 21)
+        for start in (0, 250, 1000):  # 250..257 crosses a block of precomputed keys
+            block = stream.kept(start, (30, 20), rng.keep_threshold(p), steps=8)
+            assert block.shape == (8, 3, 30, 20)
+            for j in range(8):
+                alone = rng.Stream(seeds, 21)
+                assert torch.equal(block[j], alone.kept(start + j, (30, 20), rng.keep_threshold(p))), (start, j)

@@ -77,9 +77,11 @@ class MLP(MemberModel):
             buf = self._scratch[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
 
-    def _drop_buf(self, name: str, drop: MemberDropout, h: torch.Tensor) -> torch.Tensor:
-        """Scratch for a dropout layer's multipliers: one row per member that drops."""
-        return self._buf(name, (drop.drawn_p.numel(), *h.shape[1:]), h)
+    def _const(self, name: str, shape: tuple[int, ...], like: torch.Tensor, value: float) -> torch.Tensor:
+        """A scratch tensor filled with `value` once, when made: the step only ever reads it."""
+        made = self._scratch.get(name)
+        buf = self._buf(name, shape, like)
+        return buf if buf is made else buf.fill_(value)
 
     @torch.no_grad()
     def train_step(self, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -91,14 +93,14 @@ class MLP(MemberModel):
         k, b = x.shape[:2]
         h = x.flatten(2) if self.n_in > 1 else x
         if self.input_drop is not None:
-            drawn = self.input_drop.draw(tuple(h.shape), ctx, out=self._drop_buf("input_drop", self.input_drop, h))
+            drawn = self.input_drop.draw(tuple(h.shape), ctx)
             h = self.input_drop.apply_(self._buf("input", tuple(h.shape), h).copy_(h), drawn)
         acts, masks = [h], []  # layer inputs, and the dropout multipliers the backward pass reapplies
         for i, lin in enumerate(self.hidden):
             out = self._buf(f"act{i}", (k, b, lin.weight.shape[1]), h)
             h = torch.baddbmm(lin.bias, h, lin.weight.transpose(1, 2), out=out).relu_()
             if self.drops:
-                masks.append(self.drops[i].draw(tuple(h.shape), ctx, out=self._drop_buf(f"drop{i}", self.drops[i], h)))
+                masks.append(self.drops[i].draw(tuple(h.shape), ctx))
                 self.drops[i].apply_(h, masks[-1])
             acts.append(h)
         head = self.head
@@ -106,15 +108,15 @@ class MLP(MemberModel):
         c = head.weight.shape[1]
         logits = self._buf("logits", (k, c, b), h)
         torch.baddbmm(head.bias.transpose(1, 2), head.weight, h.transpose(1, 2), out=logits)
-        # [K] finite flags as the largest |logit|, which is NaN or inf exactly when one is: a fifth of isfinite's cost
-        finite = torch.abs(logits, out=self._buf("abs_logits", (k, c, b), h)).flatten(1).amax(1).isfinite()
+        # [K] finite flags from the largest |logit|, which is NaN or inf exactly when one is (a fifth of isfinite's
+        # cost over all logits), and below inf exactly when it is neither (NaN compares false)
+        finite = torch.abs(logits, out=self._buf("abs_logits", (k, c, b), h)).flatten(1).amax(1).lt(math.inf)
         # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B. Softmax as exp(log_softmax): on 2
         # threads torch's softmax over a middle axis splits a member's columns between threads at a point that
         # depends on K, and the two halves round differently; log_softmax's kernel does not
         d = torch.ops.aten._log_softmax.out(logits, 1, False, out=self._buf("dlogits", (k, c, b), h)).exp_()
         if y.dim() == 2:
-            minus_one = self._buf("minus_one", (k, 1, b), h)
-            d.scatter_add_(1, y.view(k, 1, b), minus_one.fill_(-1.0))
+            d.scatter_add_(1, y.view(k, 1, b), self._const("minus_one", (k, 1, b), h, -1.0))
         else:
             t = y.transpose(1, 2)
             d.mul_(t.sum(1, keepdim=True)).sub_(t)
