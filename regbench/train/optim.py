@@ -60,13 +60,15 @@ class Optimizer:
             # capturable: its step count stays on the device, so a CUDA graph can hold the step (graph.py)
             self.opt = torch.optim.Adam([flat.param], lr=trainer.lr, fused=True, capturable=flat.param.is_cuda)
         self.direct: tuple | None = None  # the fused kernel's arguments, once torch's first step made the state
+        self.probed = False  # whether the state was looked at for them (SGD and amsgrad have none)
 
     def step(self) -> None:
         """torch's Adam step. After the first, the two calls it comes down to are made directly: its Python wrapper
         (hooks, grouping by device, checks) cost ~80 us a step, as much as the kernel for a small population."""
         if self.direct is None:
             self.opt.step()
-            self.direct = self._direct_call()
+            if not self.probed:
+                self.direct, self.probed = self._direct_call(), True
             return
         args, kwargs = self.direct
         torch._foreach_add_(args[5], 1)  # the step count, as torch's _fused_adam does before its kernel
@@ -94,7 +96,7 @@ class Optimizer:
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state)
-        self.direct = None  # new state tensors: the next step goes through torch and takes them up
+        self.direct, self.probed = None, False  # new state tensors: the next step goes through torch, takes them up
 
 
 def make(module: nn.Module, trainer) -> Optimizer:
