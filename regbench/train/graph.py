@@ -35,6 +35,7 @@ class CudaGraphStep:
         self.graphs: dict[Hashable, torch.cuda.CUDAGraph] = {}
         self.warmup = self.WARMUP
         self.failed: str | None = None
+        self.side = torch.cuda.Stream()  # where eager steps run (warm-up, or every step if capture failed)
 
     def __call__(self, idx: torch.Tensor, key: Hashable = None) -> None:
         self.idx.copy_(idx)
@@ -48,11 +49,10 @@ class CudaGraphStep:
             self._capture(key)
 
     def _eager(self) -> None:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        self.side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.side):
             self.step(self.idx)
-        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.current_stream().wait_stream(self.side)
 
     def _capture(self, key: Hashable) -> None:
         graph = torch.cuda.CUDAGraph()
