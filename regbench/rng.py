@@ -94,7 +94,7 @@ class Stream:
         self.rows = rows  # each member's row among the unique seeds, None when no seed repeats
         self.base = _fmix32(_to_i32((unique.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
         self.counters: dict[tuple[int, ...], torch.Tensor] = {}
-        self.scratch: dict[tuple[int, ...], tuple[torch.Tensor, ...]] = {}  # reused per shape: no page faults
+        self.scratch: dict[tuple[int, ...], tuple[torch.Tensor, ...]] = {}  # reused per size (_scratch): no page faults
         self.block_start, self.block = -1, None
 
     def keys(self, step, steps: int = 1) -> torch.Tensor:
@@ -116,14 +116,21 @@ class Stream:
             for s in shape:
                 n *= s
             idx = self.counters[shape] = torch.arange(n, device=self.base.device, dtype=torch.int32).view(shape) * _CIDX
-        full = (steps, self.base.numel(), *shape)
-        if full not in self.scratch:
-            self.scratch[full] = tuple(torch.empty(full, dtype=torch.int32, device=idx.device) for _ in range(2))
-            if self.rows is not None:  # the unique seeds' uniforms as floats, before each member takes its row
-                self.scratch[full] += (torch.empty(full, dtype=torch.float32, device=idx.device),)
-        x, t = self.scratch[full][:2]
+        x, t = self._scratch(steps, shape)[:2]
         torch.add(idx, self.keys(step, steps).view(steps, -1, *([1] * len(shape))), out=x)
         return _fmix32(x, t), t
+
+    def _scratch(self, steps: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        """[steps, U, *shape] tensors reused by every draw of that size: two int32 for the hash, and where seeds
+        repeat a float32 one for the unique seeds' values before each member takes its row."""
+        full = (steps, self.base.numel(), *shape)
+        made = self.scratch.get(full)
+        if made is None:
+            made = tuple(torch.empty(full, dtype=torch.int32, device=self.base.device) for _ in range(2))
+            if self.rows is not None:
+                made += (torch.empty(full, dtype=torch.float32, device=self.base.device),)
+            self.scratch[full] = made
+        return made
 
     def _members(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """[steps, U, ...] rows of the unique seeds as [steps, K, ...] rows of the members."""
@@ -148,9 +155,10 @@ class Stream:
         The same decisions as comparing uniforms, with no bool tensor: on CPU a kernel that writes or reads one
         took 30-45 us for a [12, 100, 100] mask, an int32 or float32 one 4-7 us. The uniform's 24 bits are an integer
         below 2^24, exact in float32, as is the threshold, so the arithmetic below is exact."""
-        top = _top24(*self._hash(step, shape, max(steps, 1)))  # u = top / 2^24
+        n = max(steps, 1)
+        top = _top24(*self._hash(step, shape, n))  # u = top / 2^24
         if self.rows is not None:
-            top = self.scratch[(max(steps, 1), self.base.numel(), *shape)][2].copy_(top)
+            top = self._scratch(n, shape)[2].copy_(top)
         elif out is None:
             top = top.to(torch.float32)
         kept = self._members(top, out)
