@@ -385,8 +385,20 @@ def test_decoupled_weight_decay_shrinks_weights_by_lr_times_wd_whatever_the_grad
     factor = torch.tensor([1 - 0.1 * 0.5, 1.0, 1 - 0.1 * 0.01]).view(3, 1, 1)
     for w, old in zip(model.weights, before):
         torch.testing.assert_close(w.detach(), old * factor)
+        assert torch.equal(w.detach()[1], old[1])  # the member without decay is not touched at all
     for b, old in zip(model.biases, biases):
         assert torch.equal(b.detach(), old)
+
+
+def test_decoupled_decay_follows_a_changed_learning_rate():
+    """The factors are kept between steps; a new learning rate must give new ones."""
+    model = mlp(k=1)
+    before = [w.detach().clone() for w in model.weights]
+    r = reg("weight_decay", {"strength": 0.5})
+    r.post_step(model, lr=0.1)
+    r.post_step(model, lr=0.2)
+    for w, old in zip(model.weights, before):
+        torch.testing.assert_close(w.detach(), old * (1 - 0.1 * 0.5) * (1 - 0.2 * 0.5))
 
 
 def test_decoupled_decay_differs_from_coupled_l2_under_adam(compose_cfg):

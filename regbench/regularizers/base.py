@@ -134,7 +134,8 @@ class WeightScope:
 
 
 class GradientTerm:
-    """grad += coeff[k] * derivative(w), each member within its own scope, touching only members with coeff != 0.
+    """grad += coeff[k] * derivative(w) (add), or w *= 1 - lr * coeff[k] (shrink), each member within its own scope,
+    touching only members with coeff != 0.
 
     A sweep population holds many members without the penalty (baselines, other regularizers); they are usually
     one consecutive block, so the work is sliced to it. Which members, and the slices, are settled once here.
@@ -143,6 +144,7 @@ class GradientTerm:
     def __init__(self, scope: WeightScope, coeff: torch.Tensor):
         self.parts = []  # (group, [A, 1] coefficients, member slice or None for all)
         self.model, self.terms = None, []  # the model the views below were made for, and the views (see add)
+        self.factors: tuple[float, list[torch.Tensor]] | None = None  # shrink's (lr, per-view factors)
         for group, mask in scope.masks.items():
             c = coeff if mask is None else coeff * mask
             on = c != 0
@@ -157,11 +159,23 @@ class GradientTerm:
         views it works on are made once per model (parameters and gradients keep their memory: optim.FlatParams),
         and the derivative's values go into scratch reused every step: a fresh tensor of some hundred kilobytes
         costs page faults, which made torch.sign take 118 us instead of 10."""
-        if self.model is not model:
-            self.terms = self._views(model, with_scratch=derivative is not None)
-            self.model = model
-        for g, w, c, out in self.terms:
+        for g, w, c, out in self._terms(model, with_scratch=derivative is not None):
             g.addcmul_(w if out is None else derivative(w, out=out), c)
+
+    @torch.no_grad()
+    def shrink(self, model: MemberModel, lr: float) -> None:
+        """w *= 1 - lr * coeff[k] (decoupled decay), on the same members and slices as the gradient; the factors
+        are computed once per learning rate, not every step. Members outside the slices would be multiplied by 1."""
+        terms = self._terms(model, with_scratch=False)
+        if self.factors is None or self.factors[0] != lr:
+            self.factors = (lr, [1 - lr * c for _, _, c, _ in terms])
+        for (_, w, _, _), f in zip(terms, self.factors[1]):
+            w.mul_(f)
+
+    def _terms(self, model: MemberModel, with_scratch: bool) -> list[tuple]:
+        if self.model is not model:
+            self.terms, self.model, self.factors = self._views(model, with_scratch), model, None
+        return self.terms
 
     @staticmethod
     def _grad(p: torch.Tensor) -> torch.Tensor:

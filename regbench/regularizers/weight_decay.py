@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
-from regbench.regularizers.base import Regularizer, WeightScope, broadcast
+from regbench.regularizers.base import Regularizer, WeightScope
 from regbench.schema import param
 
 
@@ -31,10 +29,7 @@ class WeightDecay(Regularizer):
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)
         self.strength = self.values("strength")
-        self.scope = WeightScope(self)
+        self.decay = WeightScope(self).gradient(self.strength)  # the members and slices that decay
 
-    @torch.no_grad()
     def post_step(self, model, lr):
-        for view, mask in self.scope.terms(model):
-            rate = self.strength if mask is None else self.strength * mask
-            view.mul_(broadcast(1 - lr * rate, view))
+        self.decay.shrink(model, lr)
