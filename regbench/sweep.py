@@ -104,8 +104,8 @@ def apart(members: list[Member], wanted: list[list[int]], odd) -> tuple[list[Mem
 def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tuple[int, dict]]:
     """(job index, record) for every job, group by group as each group finishes.
 
-    around(group): an optional context manager entered while a group of jobs trains (the launcher uses it to copy
-    the population's log lines into each of the group's job logs)."""
+    around(jobs): an optional context manager entered while a population trains, given the jobs with members in it
+    (the launcher uses it to copy the population's log lines into those jobs' logs, and no other population's)."""
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         groups.setdefault(group_key(job.spec), []).append(job)
@@ -126,11 +126,12 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
         size = max(1, budget_bytes // member_bytes(spec, splits))
         spans = [(s, min(s + size, hi)) for lo, hi in ((0, plain), (plain, len(members))) for s in range(lo, hi, size)]
         parts = []
-        with around(group) if around is not None else contextlib.nullcontext():
-            for start, stop in spans:
-                chunk = members[start:stop]
-                label = f"sweep group {n}/{len(groups)} ({len(group)} jobs), members {start + 1}-{stop}"
-                bar = progress.choose(spec.trainer.progress, label)
+        for start, stop in spans:
+            chunk = members[start:stop]
+            label = f"sweep group {n}/{len(groups)} ({len(group)} jobs), members {start + 1}-{stop}"
+            bar = progress.choose(spec.trainer.progress, label)
+            inside = [job for job, idx in zip(group, wanted) if any(start <= i < stop for i in idx)]
+            with around(inside) if around is not None else contextlib.nullcontext():
                 parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
         pop = merge(parts)
         for job, idx in zip(group, wanted):

@@ -47,6 +47,23 @@ def test_each_jobs_log_holds_the_training_lines_of_its_population(tmp_path):
         assert "records: " in text  # and the job's own line, appended after
 
 
+def test_a_populations_log_lines_go_to_the_jobs_with_members_in_it_only(compose_cfg):
+    import contextlib
+
+    seen = []
+
+    @contextlib.contextmanager
+    def around(jobs):
+        seen.append(sorted(job.index for job in jobs))
+        yield
+
+    jobs = _jobs(compose_cfg, ["regularizers=[l1]"], ["regularizers=[l2]"], ["regularizers=[l2]", "trainer.lr=0.001"])
+    per_member = sweep.member_bytes(jobs[0].spec, sweep.data.load(jobs[0].spec.dataset))
+    dict(sweep.train_jobs(jobs, budget_bytes=2 * per_member, around=around))
+    # jobs 0 and 1: the shared baselines, then l1's members (job 0's), then l2's (job 1's); job 2 on its own
+    assert seen == [[0, 1], [0], [1], [2], [2]]
+
+
 def _jobs(compose_cfg, *variants):
     out = []
     for i, v in enumerate(variants):

@@ -82,14 +82,14 @@ class RegbenchLauncher(Launcher):
         return [returns[n] for n in range(len(configs))]
 
     @contextlib.contextmanager
-    def _job_logs(self, group):
-        """While a group trains, regbench's log lines (progress, resumes) also go to each of its jobs' log files,
-        where run_job then appends the job's own; otherwise they would reach the console only."""
+    def _job_logs(self, jobs):
+        """While a population trains, regbench's log lines (progress, resumes) also go to the log file of each job
+        with members in it, where run_job then appends the job's own; otherwise they would reach the console only."""
         logger = logging.getLogger("regbench")
         fmt = self.config.hydra.job_logging.get("formatters", {}).get("simple", {})
         formatter = logging.Formatter(fmt.get("format", "[%(asctime)s] %(message)s"), fmt.get("datefmt", "%H:%M:%S"))
         handlers = []
-        for job in group:
+        for job in jobs:
             folder = Path(job.cfg.hydra.runtime.output_dir)
             folder.mkdir(parents=True, exist_ok=True)
             handler = logging.FileHandler(folder / f"{job.cfg.hydra.job.name}.log")
