@@ -207,3 +207,30 @@ def test_evaluation_gives_a_member_the_same_bits_whatever_the_chunking(compose_c
     five = evaluate(build([0, 1, 2, 3, 4]), splits, torch.arange(5))
     two = evaluate(build([3, 4]), splits, torch.tensor([3, 4]))
     assert torch.equal(five[3:], two)
+
+
+def test_each_layer_updated_as_soon_as_its_gradients_are_complete_gives_the_bits_of_one_whole_step(
+    compose_cfg, monkeypatch
+):
+    """On the CPU the hand-written step hands each layer to the optimizer (and the closed-form penalties) as soon as
+    its gradients are complete; that is a matter of speed only: the trained members are the same, bit for bit."""
+    from regbench import regularizers
+    from regbench.regularizers.base import Regularizer
+    from regbench.train import optim
+    from regbench.train.population import Member
+
+    spec = _spec(compose_cfg, "trainer.epochs=2")
+    splits = data.load(spec.dataset)
+    regs = {"l1": {"strength": 1e-3}, "elastic_net": {"strength": 1e-3, "l1_ratio": 0.5}, "dropout": {"p": 0.2}}
+    members = [Member("baseline", 0)] + [Member(n, 0, {n: regularizers.get(n).Config(**kw)}) for n, kw in regs.items()]
+    calls = []
+    real = optim.Optimizer.step_group
+    monkeypatch.setattr(optim.Optimizer, "step_group", lambda self, i: calls.append(i) or real(self, i))
+    by_layer = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    steps = by_layer.steps
+    assert calls[:3] == [2, 1, 0] and len(calls) == 3 * (steps - 1)  # output layer first; from the second step
+    calls.clear()
+    monkeypatch.setattr(Regularizer, "layerwise", classmethod(lambda cls: False))  # one whole step after the pass
+    whole = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    assert not calls
+    assert torch.equal(by_layer.final, whole.final)

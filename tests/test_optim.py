@@ -116,3 +116,41 @@ def test_direct_fused_adam_steps_equal_torchs_own_steps_bit_for_bit():
     _train(ref_net, ref, steps=5)
     assert torch.equal(opt.flat.param, ref_flat.param)
     assert torch.equal(opt.state_dict()["state"][0]["step"], adam.state_dict()["state"][0]["step"])
+
+
+def _layers(net: nn.Module) -> list[list[nn.Parameter]]:
+    return [[m.weight, m.bias] for m in net if isinstance(m, nn.Linear)]
+
+
+def test_each_group_gets_a_padded_block_of_its_own():
+    net = _net(0)
+    flat = optim.FlatParams(net, _layers(net))
+    assert len(flat.blocks) == 2 and flat.blocks[0][0] == 0 and flat.blocks[-1][1] == flat.param.numel()
+    for (start, end), group in zip(flat.blocks, _layers(net)):
+        assert start % optim.PAD == 0 and end % optim.PAD == 0
+        first = group[0].data_ptr() - flat.param.data_ptr()
+        assert first == start * flat.param.element_size()  # the group's parameters open its block
+        assert sum(p.numel() for p in group) <= end - start < sum(p.numel() for p in group) + optim.PAD
+
+
+def test_adam_a_block_at_a_time_equals_one_whole_step_bit_for_bit():
+    """The engine steps each layer as soon as its gradients are complete; it must be the same update."""
+    whole, blocks = _net(0), _net(0)
+    opt_w = optim.make(whole, _trainer("adam"), _layers(whole))
+    opt_b = optim.make(blocks, _trainer("adam"), _layers(blocks))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(60):
+        x, y = torch.randn(16, 7, generator=gen), torch.randint(0, 3, (16,), generator=gen)
+        for net, opt in ((whole, opt_w), (blocks, opt_b)):
+            nn.functional.cross_entropy(net(x), y).backward()
+            if opt is opt_b and opt.stepwise:  # from the second step
+                opt.count_step()
+                for i in reversed(range(len(opt.flat.blocks))):
+                    opt.step_group(i)
+            else:
+                opt.step()
+            opt.zero_grad()
+    assert opt_b.stepwise  # 59 of the 60 steps went a block at a time
+    for a, b in zip(whole.parameters(), blocks.parameters()):
+        assert torch.equal(a, b)
+    assert not any(torch.equal(a, b) for a, b in zip(whole.parameters(), _net(0).parameters()))  # it trained

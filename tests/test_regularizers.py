@@ -420,3 +420,31 @@ def test_decoupled_decay_differs_from_coupled_l2_under_adam(compose_cfg):
     ]
     final = train_population(data.load(spec.dataset), spec.model, spec.trainer, members, "cpu").final
     assert not torch.allclose(final[1], final[2], atol=1e-3) and not torch.allclose(final[0], final[2], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["l1", "l2", "elastic_net"])
+def test_a_penalty_gradient_for_some_parameters_reaches_those_only(name):
+    """The engine asks for one layer's penalty gradient at a time (as soon as the layer's own are complete)."""
+    cfg = {"strength": 0.1, "biases": True} | ({"l1_ratio": 0.3} if name == "elastic_net" else {})
+    r = reg(name, cfg, None, cfg)
+    model, whole = mlp(), mlp()
+    assert type(r).layerwise() and type(r).has_penalty()
+    for p in [*model.parameters(), *whole.parameters()]:
+        p.grad = torch.zeros_like(p)
+    layer = [model.weights[1], model.biases[1]]
+    r.penalty_grad(model, layer)
+    r.penalty_grad(whole)
+    for p, q in zip(model.parameters(), whole.parameters()):
+        if any(p is x for x in layer):
+            assert torch.equal(p.grad, q.grad) and bool(p.grad.abs().sum() > 0)
+        else:
+            assert bool((p.grad == 0).all())
+
+
+def test_only_a_penalty_through_autograd_keeps_the_engine_from_updating_layer_by_layer():
+    class Auto(Regularizer):
+        def penalty(self, model):
+            return None
+
+    assert regularizers.get("dropout").layerwise() and not regularizers.get("dropout").has_penalty()
+    assert not Auto.layerwise() and Auto.has_penalty()

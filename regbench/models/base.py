@@ -25,7 +25,7 @@ class MemberModel(nn.Module):
     """Base of member-batched models. Subclasses fill the three parameter lists the regularizers need."""
 
     k: int
-    by_hand = False  # True where the model offers train_step(x, y, ctx), a hand-written forward and backward
+    by_hand = False  # True where the model offers train_step(x, y, ctx, done) and layers(): a hand-written step
 
     def __init__(self, k: int):
         super().__init__()

@@ -83,12 +83,20 @@ class MLP(MemberModel):
         buf = self._buf(name, shape, like)
         return buf if buf is made else buf.fill_(value)
 
+    def layers(self) -> list[list[nn.Parameter]]:
+        """Each layer's parameters (weight, bias), in the order of train_step's `done` calls' indices."""
+        return [[lin.weight, lin.bias] for lin in [*self.hidden, self.head]]
+
     @torch.no_grad()
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> torch.Tensor:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, ctx: Context, done=None) -> torch.Tensor:
         """Forward and backward of the members' summed mean cross-entropies, by hand.
 
         x: [K, B, ...]; y: [K, B] class indices or [K, B, C] target distributions. Writes (does not add) every
         parameter's gradient into its .grad and returns [K] bool: the member's loss is finite (its logits are).
+        done(i), when given, is called as soon as layer i's gradients are written and the backward pass no longer
+        reads its weights (layers() lists them), from the output layer down: the engine updates the layer there,
+        while its gradients are still in the cache (on 2 CPU cores, 0.3 ms of a ~4.2 ms step in the machine's slow
+        minutes, nothing in its fast ones).
         """
         k, b = x.shape[:2]
         h = x.flatten(2) if self.n_in > 1 else x
@@ -124,8 +132,12 @@ class MLP(MemberModel):
         torch.bmm(d, h, out=_grad(head.weight))
         torch.sum(d, 2, out=_grad(head.bias).view(k, -1))
         if not self.hidden:
+            if done is not None:
+                done(0)
             return finite
         g = torch.bmm(d.transpose(1, 2), head.weight, out=self._buf("grad_out", tuple(h.shape), h))  # [K, B, width]
+        if done is not None:
+            done(len(self.hidden))
         for i in range(len(self.hidden) - 1, -1, -1):
             lin = self.hidden[i]
             if masks:
@@ -137,6 +149,8 @@ class MLP(MemberModel):
             torch.sum(g, 1, out=_grad(lin.bias).view(k, -1))
             if i > 0:
                 g = torch.bmm(g, lin.weight, out=self._buf(f"grad_in{i % 2}", tuple(acts[i].shape), g))
+            if done is not None:
+                done(i)
         return finite
 
 

@@ -8,10 +8,12 @@ Hooks, in the order the engine calls them:
   hints(h)                 before the model is built: set architecture switches (dropout p, batch norm)
   transform(batch, ctx)    each training step, before the forward pass: augment inputs or soften targets
   penalty(model) -> [K]    the penalty each member adds to its loss
-  penalty_grad(model)      each training step, after the loss's backward pass: add the penalty's gradient to the
-                           parameters' .grad. The default differentiates penalty() with autograd; weight penalties
-                           override it with their closed form, one kernel per tensor instead of a graph (tests
-                           check the two agree)
+  penalty_grad(model, params=None)
+                           each training step, after the loss's backward pass: add the penalty's gradient to the
+                           parameters' .grad (or to `params`' only). The default differentiates penalty() with
+                           autograd; weight penalties override it with their closed form, one kernel per tensor
+                           instead of a graph (tests check the two agree), and with it the engine can update each
+                           layer as soon as its gradients are complete (layerwise())
   post_step(model, lr)     after each optimizer step: projections, decoupled decay
   on_eval(model, epoch, metrics) -> [K] bool
                            after each evaluation (metrics: [K, 6] on the device, columns as train.metrics.COLUMNS):
@@ -78,10 +80,23 @@ class Regularizer:
     def penalty(self, model: MemberModel) -> torch.Tensor | None:
         return None
 
-    def penalty_grad(self, model: MemberModel) -> None:
+    def penalty_grad(self, model: MemberModel, params: list[torch.Tensor] | None = None) -> None:
+        """Add the penalty's gradient to every parameter's .grad, or to `params`' only: the hand-written step
+        updates each layer as soon as its gradients are complete (train/engine.py), where layerwise() holds."""
         pen = self.penalty(model)
         if pen is not None:
             pen.sum().backward()  # members are independent: each gets its own penalty's gradient
+
+    @classmethod
+    def has_penalty(cls) -> bool:
+        """Whether penalty_grad adds anything: the engine calls it on these regularizers only."""
+        return cls.penalty is not Regularizer.penalty or cls.penalty_grad is not Regularizer.penalty_grad
+
+    @classmethod
+    def layerwise(cls) -> bool:
+        """Whether penalty_grad can add some parameters' gradients alone: there is no penalty, or its gradient is
+        written in closed form (an override of penalty_grad, which honours `params`). The autograd default cannot."""
+        return cls.penalty is Regularizer.penalty or cls.penalty_grad is not Regularizer.penalty_grad
 
     def post_step(self, model: MemberModel, lr: float) -> None:
         return None
@@ -145,6 +160,7 @@ class GradientTerm:
         self.parts = []  # (group, [A, 1] coefficients, member slice or None for all)
         self.model, self.terms = None, []  # the model the views below were made for, and the views (see add)
         self.factors: tuple[float, list[torch.Tensor]] | None = None  # shrink's (lr, per-view factors)
+        self.subsets: dict[tuple[int, ...], list[tuple]] = {}  # add's terms for a given list of parameters
         for group, mask in scope.masks.items():
             c = coeff if mask is None else coeff * mask
             on = c != 0
@@ -154,12 +170,19 @@ class GradientTerm:
             self.parts.append((group, (c if rows is None else c[rows]).view(-1, 1), rows))
 
     @torch.no_grad()
-    def add(self, model: MemberModel, derivative=None) -> None:
-        """derivative(w, out=...) an element-wise torch function (e.g. torch.sign), or None for w itself. The
-        views it works on are made once per model (parameters and gradients keep their memory: optim.FlatParams),
-        and the derivative's values go into scratch reused every step: a fresh tensor of some hundred kilobytes
-        costs page faults, which made torch.sign take 118 us instead of 10."""
-        for g, w, c, out in self._terms(model, with_scratch=derivative is not None):
+    def add(self, model: MemberModel, derivative=None, params: list[torch.Tensor] | None = None) -> None:
+        """derivative(w, out=...) an element-wise torch function (e.g. torch.sign), or None for w itself; to the
+        gradients of `params` only when given. The views it works on are made once per model (parameters and
+        gradients keep their memory: optim.FlatParams), and the derivative's values go into scratch reused every
+        step: a fresh tensor of some hundred kilobytes costs page faults, which made torch.sign take 118 us
+        instead of 10."""
+        terms = self._terms(model, with_scratch=derivative is not None)
+        if params is not None:
+            key = tuple(map(id, params))
+            if key not in self.subsets:
+                self.subsets[key] = [t for t in terms if any(t[0] is p for p in params)]
+            terms = self.subsets[key]
+        for _, g, w, c, out in terms:
             g.addcmul_(w if out is None else derivative(w, out=out), c)
 
     @torch.no_grad()
@@ -168,13 +191,14 @@ class GradientTerm:
         are computed once per learning rate, not every step. Members outside the slices would be multiplied by 1."""
         terms = self._terms(model, with_scratch=False)
         if self.factors is None or self.factors[0] != lr:
-            self.factors = (lr, [1 - lr * c for _, _, c, _ in terms])
-        for (_, w, _, _), f in zip(terms, self.factors[1]):
+            self.factors = (lr, [1 - lr * c for _, _, _, c, _ in terms])
+        for (_, _, w, _, _), f in zip(terms, self.factors[1]):
             w.mul_(f)
 
     def _terms(self, model: MemberModel, with_scratch: bool) -> list[tuple]:
         if self.model is not model:
             self.terms, self.model, self.factors = self._views(model, with_scratch), model, None
+            self.subsets = {}
         return self.terms
 
     @staticmethod
@@ -184,14 +208,15 @@ class GradientTerm:
         return p.grad
 
     def _views(self, model: MemberModel, with_scratch: bool) -> list[tuple]:
-        """(gradient, weights, [A, 1] coefficients, scratch or None) per parameter in scope, [A, n] each."""
+        """(parameter, gradient, weights, [A, 1] coefficients, scratch or None) per parameter in scope; the last
+        four [A, n] views."""
         terms = []
         for group, c, rows in self.parts:
             for p in getattr(model, group):
                 g, w = self._grad(p).view(model.k, -1), model.per_member(p)  # view: an in-place add reaches .grad
                 if rows is not None:
                     g, w = g[rows], w[rows]
-                terms.append((g, w, c, torch.empty_like(w) if with_scratch else None))
+                terms.append((p, g, w, c, torch.empty_like(w) if with_scratch else None))
         return terms
 
 

@@ -41,6 +41,6 @@ class ElasticNet(Regularizer):
             return None
         return self.l1 * l1 + self.l2 * self.scope.total(model, lambda p: p.square().sum(1))
 
-    def penalty_grad(self, model):
-        self.l1_grad.add(model, torch.sign)
-        self.l2_grad.add(model)
+    def penalty_grad(self, model, params=None):
+        self.l1_grad.add(model, torch.sign, params)
+        self.l2_grad.add(model, None, params)

@@ -35,5 +35,5 @@ class L1(Regularizer):
         total = self.scope.total(model, lambda p: p.abs().sum(1))
         return None if total is None else self.strength * total
 
-    def penalty_grad(self, model):
-        self.grad.add(model, torch.sign)  # d|w|/dw = sign(w), 0 at 0 as autograd has it
+    def penalty_grad(self, model, params=None):
+        self.grad.add(model, torch.sign, params)  # d|w|/dw = sign(w), 0 at 0 as autograd has it

@@ -35,5 +35,5 @@ class L2(Regularizer):
         total = self.scope.total(model, lambda p: p.square().sum(1))
         return None if total is None else self.strength * total
 
-    def penalty_grad(self, model):
-        self.grad.add(model)
+    def penalty_grad(self, model, params=None):
+        self.grad.add(model, None, params)

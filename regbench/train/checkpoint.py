@@ -21,7 +21,7 @@ import torch
 from regbench.results.records import atomic_write
 
 log = logging.getLogger("regbench")
-FORMAT = "regbench.checkpoint/2"  # 2: dense weights [K, out, in], flat-buffer optimizer state
+FORMAT = "regbench.checkpoint/3"  # 2: dense weights [K, out, in], flat-buffer optimizer state; 3: a block a layer
 
 
 @dataclass
@@ -51,6 +51,6 @@ def load(ck: Checkpointing | None, device) -> dict | None:
         log.warning("%s: unreadable checkpoint (%s); starting afresh", ck.path, err)
         return None
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("key") != ck.key:
-        log.warning("%s: checkpoint of another run; starting afresh", ck.path)
+        log.warning("%s: checkpoint of another run or an older format; starting afresh", ck.path)
         return None
     return state

@@ -10,7 +10,8 @@ and marked diverged, while the rest of the population trains on (members never m
 of a batched matmul stays in that slice).
 
 Each step is the model's hand-written `train_step` where it has one (the MLP, see models/mlp.py), else autograd
-(batch norm, CNNs, torch.compile, bf16); the optimizer works on one flat buffer of all parameters (optim.py).
+(batch norm, CNNs, torch.compile, bf16); the optimizer works on one flat buffer of all parameters (optim.py), on
+the CPU a layer at a time inside the hand-written step, as soon as the layer's gradients are complete.
 """
 
 from __future__ import annotations
@@ -217,10 +218,16 @@ def train_population(
     for r in regs:
         r.hints(hints)
     model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
-    # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would
-    opt = optim.make(model, trainer)
+    by_hand = model.by_hand and not trainer.compile and trainer.precision == "fp32"
+    # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would.
+    # A hand-written step on the CPU updates each layer as soon as its gradients are complete (while they are in
+    # the cache), when every penalty can add one layer's gradients alone; on a GPU the step is one graph anyway.
+    layers = model.layers() if by_hand else []
+    layerwise = by_hand and torch.device(device).type == "cpu" and all(r.layerwise() for r in regs)
+    opt = optim.make(model, trainer, layers)
+    penalised = [r for r in regs if r.has_penalty()]
     clear_grads = True  # autograd adds into .grad, and must start every step from zero
-    if model.by_hand and not trainer.compile and trainer.precision == "fp32":
+    if by_hand:
         train_step = model.train_step
         clear_grads = False  # the hand-written step writes every gradient
     else:
@@ -262,16 +269,25 @@ def train_population(
     graphed = torch.device(device).type == "cuda" and trainer.cuda_graph and not trainer.compile
     step_t = torch.tensor(step, dtype=torch.int64, device=device) if trainer.compile or graphed else None
 
+    def update_layer(i: int) -> None:  # layer i's data gradients are complete
+        for r in penalised:
+            r.penalty_grad(model, layers[i])
+        opt.step_group(i)
+
     def one_step(idx: torch.Tensor) -> None:
         batch = Batch(*gather(idx), splits.n_classes, splits.kind)
         ctx = Context(seeds=seeds_t, step=step if step_t is None else step_t, train=True)
         saved = freezer.snapshot()
         for r in regs:
             batch = r.transform(batch, ctx)
-        bad.logical_or_(~train_step(batch.x, batch.y, ctx))
-        for r in regs:
-            r.penalty_grad(model)
-        opt.step()
+        if layerwise and opt.stepwise:  # from the second step: the first makes the optimizer's state
+            opt.count_step()
+            bad.logical_or_(~train_step(batch.x, batch.y, ctx, update_layer))
+        else:
+            bad.logical_or_(~train_step(batch.x, batch.y, ctx))
+            for r in penalised:
+                r.penalty_grad(model)
+            opt.step()
         if clear_grads:
             opt.zero_grad()
         for r in regs:

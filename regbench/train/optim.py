@@ -26,24 +26,35 @@ class FlatParams:
 
     Gradients are never set to None: autograd accumulates into the existing views, a hand-written backward writes
     into them, and `zero_grad` clears all of them with one kernel. Call after the module is on its device.
+
+    `groups` (lists of parameters, e.g. a layer's weight and bias) each get a block of their own, padded to PAD
+    floats like the whole, so that Adam can step one block alone with the same bits (Optimizer.step_group);
+    parameters in no group form a last block. `blocks` holds each block's (start, end) in the flat buffer.
     """
 
-    def __init__(self, module: nn.Module):
+    def __init__(self, module: nn.Module, groups: list[list[nn.Parameter]] | None = None):
         params = list(module.parameters())
+        grouped = {id(p) for g in groups or [] for p in g}
+        groups = [list(g) for g in groups or []] + [[p for p in params if id(p) not in grouped]]
+        groups = [g for g in groups if g]
         first = params[0]
-        n = sum(p.numel() for p in params)
-        padded = -(-n // PAD) * PAD  # the tail stays zero: zero gradient, zero update
-        self.param = nn.Parameter(torch.zeros(padded, dtype=first.dtype, device=first.device))
+        padded = sum(-(-sum(p.numel() for p in g) // PAD) * PAD for g in groups)  # the pads stay zero: zero
+        self.param = nn.Parameter(torch.zeros(padded, dtype=first.dtype, device=first.device))  # gradient, no update
         self.param.grad = torch.zeros_like(self.param)
         data, grad = self.param.data, self.param.grad
+        self.blocks: list[tuple[int, int]] = []
         offset = 0
-        for p in params:
-            size = p.numel()
-            view = data[offset : offset + size].view_as(p)
-            view.copy_(p.detach())
-            p.data = view
-            p.grad = grad[offset : offset + size].view_as(p)
-            offset += size
+        for g in groups:
+            start = offset
+            for p in g:
+                size = p.numel()
+                view = data[offset : offset + size].view_as(p)
+                view.copy_(p.detach())
+                p.data = view
+                p.grad = grad[offset : offset + size].view_as(p)
+                offset += size
+            offset = -(-offset // PAD) * PAD
+            self.blocks.append((start, offset))
 
     def zero_grad(self) -> None:
         self.param.grad.zero_()
@@ -61,6 +72,7 @@ class Optimizer:
             self.opt = torch.optim.Adam([flat.param], lr=trainer.lr, fused=True, capturable=flat.param.is_cuda)
         self.direct: tuple | None = None  # the fused kernel's arguments, once torch's first step made the state
         self.probed = False  # whether the state was looked at for them (SGD and amsgrad have none)
+        self.by_block: list[tuple] = []  # the same arguments for each of flat.blocks (step_group)
 
     def step(self) -> None:
         """torch's Adam step. After the first, the two calls it comes down to are made directly: its Python wrapper
@@ -74,6 +86,19 @@ class Optimizer:
         torch._foreach_add_(args[5], 1)  # the step count, as torch's _fused_adam does before its kernel
         torch._fused_adam_(*args, **kwargs)
 
+    @property
+    def stepwise(self) -> bool:
+        """Whether the step can be taken a block at a time: count_step(), then step_group(i) for every block."""
+        return self.direct is not None
+
+    def count_step(self) -> None:
+        torch._foreach_add_(self.direct[0][5], 1)
+
+    def step_group(self, i: int) -> None:
+        """Adam on block i of the flat buffer alone. Every element takes the kernel's vector path either way (each
+        block is whole multiples of PAD), so stepping the blocks one by one gives the bits of one whole step."""
+        torch._fused_adam_(*self.by_block[i], **self.direct[1])
+
     def _direct_call(self) -> tuple | None:
         group = self.opt.param_groups[0]
         if not isinstance(self.opt, torch.optim.Adam) or not hasattr(torch, "_fused_adam_") or group["amsgrad"]:
@@ -81,6 +106,8 @@ class Optimizer:
         p = self.flat.param
         st = self.opt.state[p]
         args = ([p], [p.grad], [st["exp_avg"]], [st["exp_avg_sq"]], [], [st["step"]])
+        data, grad, m, v = p.detach(), p.grad, st["exp_avg"], st["exp_avg_sq"]  # slices share their memory
+        self.by_block = [([data[a:b]], [grad[a:b]], [m[a:b]], [v[a:b]], [], [st["step"]]) for a, b in self.flat.blocks]
         beta1, beta2 = group["betas"]
         kwargs = dict(
             amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
@@ -99,5 +126,5 @@ class Optimizer:
         self.direct, self.probed = None, False  # new state tensors: the next step goes through torch, takes them up
 
 
-def make(module: nn.Module, trainer) -> Optimizer:
-    return Optimizer(FlatParams(module), trainer)
+def make(module: nn.Module, trainer, groups: list[list[nn.Parameter]] | None = None) -> Optimizer:
+    return Optimizer(FlatParams(module, groups), trainer)
