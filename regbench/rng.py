@@ -92,6 +92,12 @@ class Stream:
         if len(unique) == len(seeds):
             unique, rows = seeds, None
         self.rows = rows  # each member's row among the unique seeds, None when no seed repeats
+        # R when the members are R repeats of the unique seeds in order (a sweep population's usual layout: each
+        # setting's members list the seeds): `kept` then expands the rows by broadcasting, not by index_select
+        self.tiles = None
+        if rows is not None and len(seeds) % len(unique) == 0:
+            tiled = torch.arange(len(unique), device=rows.device).repeat(len(seeds) // len(unique))
+            self.tiles = len(seeds) // len(unique) if torch.equal(rows, tiled) else None
         self.base = _fmix32(_to_i32((unique.to(torch.int64) * 0x9E3779B1 + stream) & _MASK32))
         self.counters: dict[tuple[int, ...], torch.Tensor] = {}
         self.scratch: dict[tuple[int, ...], tuple[torch.Tensor, ...]] = {}  # reused per size (_scratch): no page faults
@@ -157,13 +163,21 @@ class Stream:
         below 2^24, exact in float32, as is the threshold, so the arithmetic below is exact."""
         n = max(steps, 1)
         top = _top24(*self._hash(step, shape, n))  # u = top / 2^24
-        if self.rows is not None:
-            top = self._scratch(n, shape)[2].copy_(top)
-        elif out is None:
-            top = top.to(torch.float32)
-        kept = self._members(top, out)
+        ones = [1] * len(shape)
         # u >= p  <=>  top >= ceil(p * 2^24)  <=>  top - (ceil(p * 2^24) - 1) >= 1
-        kept.sub_(threshold.view(1, -1, *([1] * len(shape)))).clamp_(0.0, 1.0)
+        if self.tiles is not None:  # the members' rows by broadcasting, in the subtraction itself
+            top = self._scratch(n, shape)[2].copy_(top)
+            u = top.shape[1]
+            kept = out if out is not None else top.new_empty((n, u * self.tiles, *shape))
+            tiled = (n, self.tiles, u, *shape)
+            torch.sub(top.unsqueeze(1).expand(tiled), threshold.view(1, self.tiles, u, *ones), out=kept.view(tiled))
+        else:
+            if self.rows is not None:
+                top = self._scratch(n, shape)[2].copy_(top)
+            elif out is None:
+                top = top.to(torch.float32)
+            kept = self._members(top, out).sub_(threshold.view(1, -1, *ones))
+        kept.clamp_(0.0, 1.0)
         return kept if steps else kept[0]
 
 

@@ -93,3 +93,18 @@ def test_several_steps_at_once_equal_each_step_drawn_alone():
             for j in range(8):
                 alone = rng.Stream(seeds, 21)
                 assert torch.equal(block[j], alone.kept(start + j, (30, 20), rng.keep_threshold(p))), (start, j)
+
+
+def test_members_repeating_the_seeds_in_order_take_their_rows_by_broadcasting_with_the_same_bits():
+    # a sweep population's dropout members list the seeds once per setting: 2, 7, 9, 2, 7, 9, 2, 7, 9
+    seeds = torch.tensor([2, 7, 9] * 3)
+    p = torch.linspace(0.05, 0.85, 9)
+    stream = rng.Stream(seeds, 13)
+    assert stream.tiles == 3 and rng.Stream(torch.tensor([7, 2, 9, 2]), 13).tiles is None
+    for steps in (0, 4):
+        kept = stream.kept(250, (30, 20), rng.keep_threshold(p), steps=steps)
+        kept = kept if steps else kept.unsqueeze(0)
+        for j in range(max(steps, 1)):
+            for k, seed in enumerate(seeds.tolist()):
+                u = rng.Stream(torch.tensor([seed]), 13).uniform(250 + j, (30, 20))[0]
+                assert torch.equal(kept[j, k], (u >= p[k]).float()), (j, k)
