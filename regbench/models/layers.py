@@ -142,13 +142,19 @@ class MemberDropout(nn.Module):
         return m[3][ctx.step - m[2]]
 
     def apply_(self, x: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
-        """x *= the multipliers from draw(), in place, for the members that drop (x [K, B, ...]). The MLP's
-        hand-written passes apply one draw to the activations, then to their gradients."""
+        """x *= the multipliers from draw() (or any factor broadcasting against them), in place, for the members
+        that drop (x [K, B, ...])."""
         if self.span is not None:
             x[self.span].mul_(drawn)
         else:
             x.index_copy_(0, self.active, x.index_select(0, self.active).mul_(drawn))
         return x
+
+    def rescale_(self, x: torch.Tensor) -> torch.Tensor:
+        """x *= 1/(1-p), in place, for the members that drop (x [K, B, ...]): the backward pass's factor where a unit
+        was kept. Where one was dropped its activation is 0, so ReLU's gradient has zeroed it already; this reads
+        no mask."""
+        return self.apply_(x, self.drawn_scale.view(-1, *([1] * (x.dim() - 1))))
 
     def scale(self, shape: tuple[int, ...], ctx: Context) -> torch.Tensor:
         """The multiplier for all K members ([K, B, ...]): 1 for members that do not drop."""

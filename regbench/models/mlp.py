@@ -103,13 +103,12 @@ class MLP(MemberModel):
         if self.input_drop is not None:
             drawn = self.input_drop.draw(tuple(h.shape), ctx)
             h = self.input_drop.apply_(self._buf("input", tuple(h.shape), h).copy_(h), drawn)
-        acts, masks = [h], []  # layer inputs, and the dropout multipliers the backward pass reapplies
+        acts = [h]  # the layers' inputs
         for i, lin in enumerate(self.hidden):
             out = self._buf(f"act{i}", (k, b, lin.weight.shape[1]), h)
             h = torch.baddbmm(lin.bias, h, lin.weight.transpose(1, 2), out=out).relu_()
             if self.drops:
-                masks.append(self.drops[i].draw(tuple(h.shape), ctx))
-                self.drops[i].apply_(h, masks[-1])
+                self.drops[i].apply_(h, self.drops[i].draw(tuple(h.shape), ctx))
             acts.append(h)
         head = self.head
         # logits as [K, C, B]: softmax over the class axis of this layout is ten times faster than over [K, B, C]
@@ -140,11 +139,12 @@ class MLP(MemberModel):
             done(len(self.hidden))
         for i in range(len(self.hidden) - 1, -1, -1):
             lin = self.hidden[i]
-            if masks:
-                self.drops[i].apply_(g, masks[i])
-            # ReLU's gradient: where the (dropped-out) activation is 0 the gradient is 0 already or must be. In
-            # place: g is scratch, and fewer scratch tensors leave more of the cache to the weights and Adam's state
+            # ReLU's and dropout's gradient: zero where the (dropped-out) activation is 0, which covers the dropped
+            # units, and 1/(1-p) on the kept ones (the same bits as multiplying by the mask first, without reading
+            # it). In place: g is scratch, and fewer scratch tensors leave more of the cache to the weights and Adam
             torch.ops.aten.threshold_backward.grad_input(g, acts[i + 1], 0.0, grad_input=g)
+            if self.drops:
+                self.drops[i].rescale_(g)
             torch.bmm(g.transpose(1, 2), acts[i], out=_grad(lin.weight))
             torch.sum(g, 1, out=_grad(lin.bias).view(k, -1))
             if i > 0:
