@@ -62,8 +62,9 @@ def test_paired_members_share_initial_weights_and_minibatches(compose_cfg):
     w = model.weights[0]
     torch.testing.assert_close(w[0], w[2], rtol=0, atol=0)  # seed 0, both arms
     assert not torch.equal(w[0], w[1])  # different seeds differ
-    order = Schedule(seeds, 500, 50, "cpu").epoch()
-    assert torch.equal(order[0], order[2]) and not torch.equal(order[0], order[1])
+    order = Schedule(seeds, 500, 50, "cpu").epoch()  # [steps, K, B]
+    assert order.shape == (10, 4, 50) and order[3].is_contiguous()
+    assert torch.equal(order[:, 0], order[:, 2]) and not torch.equal(order[:, 0], order[:, 1])
 
 
 def test_train_metrics_are_eval_mode_on_the_full_training_split(compose_cfg):

@@ -178,11 +178,12 @@ class Schedule:
         self.steps_per_epoch = n_train // batch_size  # drop the ragged last batch: every member sees B examples
 
     def epoch(self) -> torch.Tensor:
-        """[K, steps_per_epoch, B] indices for the next epoch, one copy to the device per epoch."""
+        """[steps_per_epoch, K, B] indices for the next epoch, one copy to the device per epoch; steps first, so
+        that a step's [K, B] indices are one contiguous block (a strided one was copied again every step)."""
         used = self.steps_per_epoch * self.b
         perms = torch.stack([torch.randperm(self.n, generator=g)[:used] for g in self.gens])
         perms = perms.view(len(self.gens), self.steps_per_epoch, self.b).to(self.device, non_blocking=True)
-        return perms[self.slot]
+        return perms[self.slot].transpose(0, 1).contiguous()
 
     def state_dict(self) -> list[torch.Tensor]:
         return [g.get_state() for g in self.gens]
@@ -302,9 +303,9 @@ def train_population(
         order = schedule.epoch()
         for i in range(min(spe, total_steps - step)):
             if run_step is not None:
-                run_step(order[:, i], key=freezer.any)  # frozen members add a snapshot and restore: a new graph
+                run_step(order[i], key=freezer.any)  # frozen members add a snapshot and restore: a new graph
             else:
-                one_step(order[:, i])
+                one_step(order[i])
             step += 1
         if epoch % trainer.eval_every == 0 or step == total_steps:
             metrics = evaluate(model, splits, seeds_t)
