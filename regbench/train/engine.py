@@ -224,8 +224,13 @@ def train_population(
     # A hand-written step on the CPU updates each layer as soon as its gradients are complete (while they are in
     # the cache), when every penalty can add one layer's gradients alone; on a GPU the step is one graph anyway.
     layers = model.layers() if by_hand else []
-    layerwise = by_hand and torch.device(device).type == "cpu" and all(r.layerwise() for r in regs)
     opt = optim.make(model, trainer, layers)
+    layerwise = (
+        by_hand
+        and torch.device(device).type == "cpu"
+        and all(r.layerwise() for r in regs)
+        and len(opt.flat.blocks) == len(layers)  # every parameter in some layer: the layers' steps are the step
+    )
     penalised = [r for r in regs if r.has_penalty()]
     clear_grads = True  # autograd adds into .grad, and must start every step from zero
     if by_hand:

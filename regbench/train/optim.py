@@ -38,8 +38,9 @@ class FlatParams:
         groups = [list(g) for g in groups or []] + [[p for p in params if id(p) not in grouped]]
         groups = [g for g in groups if g]
         first = params[0]
-        padded = sum(-(-sum(p.numel() for p in g) // PAD) * PAD for g in groups)  # the pads stay zero: zero
-        self.param = nn.Parameter(torch.zeros(padded, dtype=first.dtype, device=first.device))  # gradient, no update
+        # the pads stay zero: a zero gradient, no update
+        padded = sum(-(-sum(p.numel() for p in g) // PAD) * PAD for g in groups)
+        self.param = nn.Parameter(torch.zeros(padded, dtype=first.dtype, device=first.device))
         self.param.grad = torch.zeros_like(self.param)
         data, grad = self.param.data, self.param.grad
         self.blocks: list[tuple[int, int]] = []
