@@ -165,17 +165,16 @@ class Stream:
         top = _top24(*self._hash(step, shape, n))  # u = top / 2^24
         ones = [1] * len(shape)
         # u >= p  <=>  top >= ceil(p * 2^24)  <=>  top - (ceil(p * 2^24) - 1) >= 1
-        if self.tiles is not None:  # the members' rows by broadcasting, in the subtraction itself
+        if self.rows is not None:
             top = self._scratch(n, shape)[2].copy_(top)
+        elif out is None:
+            top = top.to(torch.float32)
+        if self.tiles is not None:  # the members' rows by broadcasting, in the subtraction itself
             u = top.shape[1]
             kept = out if out is not None else top.new_empty((n, u * self.tiles, *shape))
             tiled = (n, self.tiles, u, *shape)
             torch.sub(top.unsqueeze(1).expand(tiled), threshold.view(1, self.tiles, u, *ones), out=kept.view(tiled))
         else:
-            if self.rows is not None:
-                top = self._scratch(n, shape)[2].copy_(top)
-            elif out is None:
-                top = top.to(torch.float32)
             kept = self._members(top, out).sub_(threshold.view(1, -1, *ones))
         kept.clamp_(0.0, 1.0)
         return kept if steps else kept[0]
