@@ -83,9 +83,8 @@ class Optimizer:
             if not self.probed:
                 self.direct, self.probed = self._direct_call(), True
             return
-        args, kwargs = self.direct
-        torch._foreach_add_(args[5], 1)  # the step count, as torch's _fused_adam does before its kernel
-        torch._fused_adam_(*args, **kwargs)
+        self.count_step()
+        torch._fused_adam_(*self.direct[0], **self.direct[1])
 
     @property
     def stepwise(self) -> bool:
@@ -93,7 +92,7 @@ class Optimizer:
         return self.direct is not None
 
     def count_step(self) -> None:
-        torch._foreach_add_(self.direct[0][5], 1)
+        torch._foreach_add_(self.direct[0][5], 1)  # the step count, as torch's _fused_adam does before its kernel
 
     def step_group(self, i: int) -> None:
         """Adam on block i of the flat buffer alone. Every element takes the kernel's vector path either way (each
