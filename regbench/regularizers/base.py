@@ -169,7 +169,6 @@ class GradientTerm:
             rows = member_span(on)
             self.parts.append((group, (c if rows is None else c[rows]).view(-1, 1), rows))
 
-    @torch.no_grad()
     def add(self, model: MemberModel, derivative=None, params: list[torch.Tensor] | None = None) -> None:
         """derivative(w, out=...) an element-wise torch function (e.g. torch.sign), or None for w itself; to the
         gradients of `params` only when given. The views it works on are made once per model (parameters and
@@ -185,7 +184,6 @@ class GradientTerm:
         for _, g, w, c, out in terms:
             g.addcmul_(w if out is None else derivative(w, out=out), c)
 
-    @torch.no_grad()
     def shrink(self, model: MemberModel, lr: float) -> None:
         """w *= 1 - lr * coeff[k] (decoupled decay), on the same members and slices as the gradient; the factors
         are computed once per learning rate, not every step. Members outside the slices would be multiplied by 1."""
@@ -213,7 +211,9 @@ class GradientTerm:
         terms = []
         for group, c, rows in self.parts:
             for p in getattr(model, group):
-                g, w = self._grad(p).view(model.k, -1), model.per_member(p)  # view: an in-place add reaches .grad
+                # views, so an in-place add reaches .grad and a shrink the weights; detached, so neither needs
+                # torch.no_grad() around it (its context manager cost more than the kernels of a small layer)
+                g, w = self._grad(p).view(model.k, -1), model.per_member(p).detach()
                 if rows is not None:
                     g, w = g[rows], w[rows]
                 terms.append((p, g, w, c, torch.empty_like(w) if with_scratch else None))

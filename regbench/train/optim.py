@@ -92,7 +92,7 @@ class Optimizer:
         return self.direct is not None
 
     def count_step(self) -> None:
-        torch._foreach_add_(self.direct[0][5], 1)  # the step count, as torch's _fused_adam does before its kernel
+        self.direct[0][5][0].add_(1)  # the step count, as torch's _fused_adam does before its kernel
 
     def step_group(self, i: int) -> None:
         """Adam on block i of the flat buffer alone. Every element takes the kernel's vector path either way (each
