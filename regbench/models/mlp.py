@@ -54,6 +54,7 @@ class MLP(MemberModel):
             self.norms += [bn.weight, bn.bias]
         self.by_hand = not self.bns  # train_step supports everything but batch norm
         self._scratch: dict[str, torch.Tensor] = {}  # train_step's reused intermediates (not state: never saved)
+        self._plan: _Plan | None = None  # train_step's views of the above and of the parameters
 
     def forward(self, x, ctx: Context):
         h = x.flatten(-self.n_in) if self.n_in > 1 else x  # [K, B, F] in training, shared [N, F] at evaluation
@@ -87,7 +88,6 @@ class MLP(MemberModel):
         """Each layer's parameters (weight, bias), in the order of train_step's `done` calls' indices."""
         return [[lin.weight, lin.bias] for lin in [*self.hidden, self.head]]
 
-    @torch.no_grad()
     def train_step(self, x: torch.Tensor, y: torch.Tensor, ctx: Context, done=None) -> torch.Tensor:
         """Forward and backward of the members' summed mean cross-entropies, by hand.
 
@@ -96,62 +96,125 @@ class MLP(MemberModel):
         done(i), when given, is called as soon as layer i's gradients are written and the backward pass no longer
         reads its weights (layers() lists them), from the output layer down: the engine updates the layer there,
         while its gradients are still in the cache (on 2 CPU cores, 0.3 ms of a ~4.2 ms step in the machine's slow
-        minutes, nothing in its fast ones).
+        minutes, nothing in its fast ones). Works on detached views (_Plan): no autograd graph, no torch.no_grad.
         """
         k, b = x.shape[:2]
         h = x.flatten(2) if self.n_in > 1 else x
-        if self.input_drop is not None:
-            drawn = self.input_drop.draw(tuple(h.shape), ctx)
-            h = self.input_drop.apply_(self._buf("input", tuple(h.shape), h).copy_(h), drawn)
+        plan = self._plan
+        if plan is None or not plan.fits(h):
+            plan = self._plan = _Plan(self, h)
+        if plan.input_drop is not None:
+            drawn = plan.input_drop.draw(tuple(h.shape), ctx)
+            h = plan.input_drop.apply_(self._buf("input", tuple(h.shape), h).copy_(h), drawn)
         acts = [h]  # the layers' inputs
-        for i, lin in enumerate(self.hidden):
-            out = self._buf(f"act{i}", (k, b, lin.weight.shape[1]), h)
-            h = torch.baddbmm(lin.bias, h, lin.weight.transpose(1, 2), out=out).relu_()
-            if self.drops:
-                self.drops[i].apply_(h, self.drops[i].draw(tuple(h.shape), ctx))
+        for layer in plan.hidden:
+            h = torch.baddbmm(layer.bias, h, layer.weight_t, out=layer.out).relu_()
+            if layer.drop is not None:
+                drawn = layer.drop.draw(layer.shape, ctx)
+                if layer.dropped is not None:
+                    layer.dropped.mul_(drawn)
+                else:
+                    layer.drop.apply_(h, drawn)
             acts.append(h)
-        head = self.head
+        head = plan.head
         # logits as [K, C, B]: softmax over the class axis of this layout is ten times faster than over [K, B, C]
-        c = head.weight.shape[1]
-        logits = self._buf("logits", (k, c, b), h)
-        torch.baddbmm(head.bias.transpose(1, 2), head.weight, h.transpose(1, 2), out=logits)
+        h_t = plan.hidden[-1].out_t if plan.hidden else h.transpose(1, 2)  # the same memory as h
+        logits = torch.baddbmm(head.bias, head.weight, h_t, out=head.out)
         # [K] finite flags from the largest |logit|, which is NaN or inf exactly when one is (a fifth of isfinite's
         # cost over all logits), and below inf exactly when it is neither (NaN compares false)
-        finite = torch.abs(logits, out=self._buf("abs_logits", (k, c, b), h)).flatten(1).amax(1).lt(math.inf)
+        torch.abs(logits, out=head.grad)
+        finite = head.grad_rows.amax(1).lt(math.inf)
         # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B. Softmax as exp(log_softmax): on 2
         # threads torch's softmax over a middle axis splits a member's columns between threads at a point that
         # depends on K, and the two halves round differently; log_softmax's kernel does not
-        d = torch.ops.aten._log_softmax.out(logits, 1, False, out=self._buf("dlogits", (k, c, b), h)).exp_()
+        d = torch.ops.aten._log_softmax.out(logits, 1, False, out=head.grad).exp_()
         if y.dim() == 2:
-            d.scatter_add_(1, y.view(k, 1, b), self._const("minus_one", (k, 1, b), h, -1.0))
+            d.scatter_add_(1, y.view(k, 1, b), plan.minus_one)
         else:
             t = y.transpose(1, 2)
             d.mul_(t.sum(1, keepdim=True)).sub_(t)
         d.mul_(1.0 / b)
-        torch.bmm(d, h, out=_grad(head.weight))
-        torch.sum(d, 2, out=_grad(head.bias).view(k, -1))
-        if not self.hidden:
+        torch.bmm(d, h, out=head.grad_w)
+        torch.sum(d, 2, out=head.grad_b)
+        if not plan.hidden:
             if done is not None:
                 done(0)
             return finite
-        g = torch.bmm(d.transpose(1, 2), head.weight, out=self._buf("grad_out", tuple(h.shape), h))  # [K, B, width]
+        g = torch.bmm(head.grad_t, head.weight, out=plan.hidden[-1].grad)  # [K, B, width]
         if done is not None:
-            done(len(self.hidden))
-        for i in range(len(self.hidden) - 1, -1, -1):
-            lin = self.hidden[i]
+            done(len(plan.hidden))
+        for i in range(len(plan.hidden) - 1, -1, -1):
+            layer = plan.hidden[i]
             # ReLU's and dropout's gradient: zero where the (dropped-out) activation is 0, which covers the dropped
             # units, and 1/(1-p) on the kept ones (the same bits as multiplying by the mask first, without reading
             # it). In place: g is scratch, and fewer scratch tensors leave more of the cache to the weights and Adam
             torch.ops.aten.threshold_backward.grad_input(g, acts[i + 1], 0.0, grad_input=g)
-            if self.drops:
-                self.drops[i].rescale_(g)
-            torch.bmm(g.transpose(1, 2), acts[i], out=_grad(lin.weight))
-            torch.sum(g, 1, out=_grad(lin.bias).view(k, -1))
+            if layer.drop is not None:
+                if layer.grad_dropped is not None:
+                    layer.grad_dropped.mul_(layer.drop_scale)
+                else:
+                    layer.drop.rescale_(g)
+            torch.bmm(layer.grad_t, acts[i], out=layer.grad_w)
+            torch.sum(g, 1, out=layer.grad_b)
             if i > 0:
-                g = torch.bmm(g, lin.weight, out=self._buf(f"grad_in{i % 2}", tuple(acts[i].shape), g))
+                g = torch.bmm(g, layer.weight, out=plan.hidden[i - 1].grad)
             if done is not None:
                 done(i)
         return finite
+
+
+class _Layer:
+    """One layer as train_step uses it: detached views of its parameters and gradients (in-place writes into them
+    need no torch.no_grad), the buffer its output goes into and the one its output's gradient goes into."""
+
+    def __init__(self, model: MLP, lin: BatchedLinear, drop: MemberDropout | None, i: int, h: torch.Tensor):
+        k, b = h.shape[:2]
+        self.weight = lin.weight.detach()  # [K, out, in]
+        self.weight_t = self.weight.transpose(1, 2)
+        self.grad_w = _grad(lin.weight)
+        self.grad_b = _grad(lin.bias).view(k, -1)
+        if i < 0:  # the output layer: [K, C, B] (see train_step); its bias [K, C, 1], its grad buffer the dlogits
+            self.bias = lin.bias.detach().transpose(1, 2)
+            self.out = model._buf("logits", (k, self.weight.shape[1], b), h)
+            self.grad = model._buf("dlogits", self.out.shape, h)
+            self.grad_rows = self.grad.view(k, -1)  # a member's all in one row: the finite check's amax
+        else:  # the gradient buffers alternate: a layer's input gradient is the previous layer's output gradient
+            self.bias = lin.bias.detach()
+            self.out = model._buf(f"act{i}", (k, b, self.weight.shape[1]), h)
+            self.grad = model._buf(f"grad{i % 2}", self.out.shape, h)
+        self.shape = tuple(self.out.shape)
+        self.out_t, self.grad_t = self.out.transpose(1, 2), self.grad.transpose(1, 2)
+        self.drop = drop
+        # the rows dropout multiplies, as views made once, when the dropping members are consecutive (else None)
+        self.dropped = drop.rows(self.out) if drop is not None else None
+        self.grad_dropped = drop.rows(self.grad) if drop is not None else None
+        self.drop_scale = drop.drawn_scale.view(-1, 1, 1) if drop is not None else None
+
+
+class _Plan:
+    """Everything train_step reads every step, looked up once: the layers' detached parameter and gradient views
+    and scratch buffers (nn.Module attribute lookups, views and the torch.no_grad decorator cost ~75 us a step, on
+    2 CPU cores some 2% of the benchmark's step). Rebuilt when the input's shape, dtype or device changes, or the
+    parameters' or gradients' memory does (optim.FlatParams, .to(): checked on the output layer's weight)."""
+
+    def __init__(self, model: MLP, x: torch.Tensor):
+        drops = list(model.drops) if len(model.drops) else [None] * len(model.hidden)
+        self.hidden: list[_Layer] = []
+        h = x
+        for i, lin in enumerate(model.hidden):
+            self.hidden.append(_Layer(model, lin, drops[i], i, h))
+            h = self.hidden[-1].out
+        self.head = _Layer(model, model.head, None, -1, h)
+        self.input_drop = model.input_drop
+        k, b = x.shape[:2]
+        self.minus_one = model._const("minus_one", (k, 1, b), x, -1.0)
+        self.param = model.head.weight
+        self.key = (tuple(x.shape), x.dtype, x.device, self.param.data_ptr(), self.param.grad)
+
+    def fits(self, h: torch.Tensor) -> bool:
+        shape, dtype, device, ptr, grad = self.key
+        same_input = shape == h.shape and dtype == h.dtype and device == h.device
+        return same_input and ptr == self.param.data_ptr() and grad is self.param.grad
 
 
 def _grad(p: torch.Tensor) -> torch.Tensor:
