@@ -255,7 +255,8 @@ def train_population(
     step = 0
     epoch = 0
     elapsed = 0.0  # training time spent before a resume
-    bad = torch.zeros(k, dtype=torch.bool, device=device)  # loss seen NaN/inf since the start; read at evaluations
+    # every step's loss finite so far, per member; read at evaluations (one in-place AND a step: the step's flags)
+    finite = torch.ones(k, dtype=torch.bool, device=device)
     state = checkpoint.load(ckpt, device)
     if state is not None:
         model.load_state_dict(state["model"])
@@ -265,7 +266,7 @@ def train_population(
         for r, rs in zip(regs, state["regularizers"]):
             r.load_state_dict(rs)
         history = [tuple(h) for h in state["history"]]
-        bad.copy_(state["bad"])
+        finite.copy_(~state["bad"])
         epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
         log.info("resumed from %s at epoch %d", ckpt.path, epoch)
     # a checkpoint taken when every member had stopped leaves nothing to train
@@ -288,9 +289,9 @@ def train_population(
             batch = r.transform(batch, ctx)
         if layerwise and opt.stepwise:  # from the second step: the first makes the optimizer's state
             opt.count_step()
-            bad.logical_or_(~train_step(batch.x, batch.y, ctx, update_layer))
+            finite.logical_and_(train_step(batch.x, batch.y, ctx, update_layer))
         else:
-            bad.logical_or_(~train_step(batch.x, batch.y, ctx))
+            finite.logical_and_(train_step(batch.x, batch.y, ctx))
             for r in penalised:
                 r.penalty_grad(model)
             opt.step()
@@ -315,8 +316,8 @@ def train_population(
         if epoch % trainer.eval_every == 0 or step == total_steps:
             metrics = evaluate(model, splits, seeds_t)
             history.append((epoch, step, metrics))
-            bad |= ~torch.isfinite(metrics).all(1)
-            freezer.freeze(bad, epoch, diverged=True)
+            finite &= torch.isfinite(metrics).all(1)
+            freezer.freeze(~finite, epoch, diverged=True)
             for r in regs:
                 stop = r.on_eval(model, epoch, metrics)
                 if stop is not None:
@@ -331,7 +332,7 @@ def train_population(
                 "schedule": schedule.state_dict(),
                 "regularizers": [r.state_dict() for r in regs],
                 "history": [list(h) for h in history],
-                "bad": bad,
+                "bad": ~finite,
                 "epoch": epoch,
                 "step": step,
                 "elapsed": elapsed + time.perf_counter() - t0,
