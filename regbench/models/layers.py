@@ -115,7 +115,7 @@ class MemberDropout(nn.Module):
         self.register_buffer("drawn_scale", 1 / (1 - drawn), persistent=False)
         # (seeds, stream) for the drawn members only, or for all; rebuilt if the seeds tensor changes
         self._streams: dict[bool, tuple[torch.Tensor, rng.Stream]] = {}
-        self._masks: tuple | None = None  # (stream, shape, first step, [steps, A, ...] multipliers, their steps)
+        self._masks: tuple | None = None  # (stream, shape, first step, [steps, A, ...] multipliers) drawn ahead
 
     def _rng(self, seeds: torch.Tensor, subset: bool) -> rng.Stream:
         made = self._streams.get(subset)
@@ -134,12 +134,12 @@ class MemberDropout(nn.Module):
         if not isinstance(ctx.step, int):  # a device counter (CUDA graph, torch.compile): this step only
             return stream.kept(ctx.step, shape, self.drawn_threshold, steps=1).mul_(scale)[0]
         m = self._masks
-        if m is None or m[0] is not stream or m[1] != shape or not 0 <= ctx.step - m[2] < len(m[4]):
+        if m is None or m[0] is not stream or m[1] != shape or not 0 <= ctx.step - m[2] < len(m[3]):
             steps = max(1, min(MASK_STEPS, MASK_BYTES // (4 * math.prod(shape) * len(self.drawn_p))))
             out = m[3] if m is not None and m[1] == shape else None  # the same shape: the same number of steps
             masks = stream.kept(ctx.step, shape, self.drawn_threshold, steps=steps, out=out).mul_(scale)
-            m = self._masks = (stream, shape, ctx.step, masks, masks.unbind(0))  # each step's view made once
-        return m[4][ctx.step - m[2]]
+            m = self._masks = (stream, shape, ctx.step, masks)
+        return m[3][ctx.step - m[2]]
 
     def apply_(self, x: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
         """x *= the multipliers from draw() (or any factor broadcasting against them), in place, for the members
