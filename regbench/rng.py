@@ -35,6 +35,7 @@ class _Constants:
         self.m16, self.m19 = torch.tensor(0xFFFF, dtype=i32), torch.tensor(0x7FFFF, dtype=i32)
         self.s16, self.s13 = torch.tensor(16, dtype=i32), torch.tensor(13, dtype=i32)
         self.s8, self.m24 = torch.tensor(8, dtype=i32), torch.tensor(0xFFFFFF, dtype=i32)
+        self.s31 = torch.tensor(31, dtype=i32)
 
 
 _K = _Constants()
@@ -127,14 +128,11 @@ class Stream:
         return _fmix32(x, t), t
 
     def _scratch(self, steps: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
-        """[steps, U, *shape] tensors reused by every draw of that size: two int32 for the hash, and where seeds
-        repeat a float32 one for the unique seeds' values before each member takes its row."""
+        """Two [steps, U, *shape] int32 tensors for the hash, reused by every draw of that size."""
         full = (steps, self.base.numel(), *shape)
         made = self.scratch.get(full)
         if made is None:
             made = tuple(torch.empty(full, dtype=torch.int32, device=self.base.device) for _ in range(2))
-            if self.rows is not None:
-                made += (torch.empty(full, dtype=torch.float32, device=self.base.device),)
             self.scratch[full] = made
         return made
 
@@ -153,37 +151,41 @@ class Stream:
         top = _top24(*self._hash(step, shape))
         return self._members(top.to(torch.float32) * (1.0 / (1 << 24)))[0]
 
-    def kept(self, step, shape: tuple[int, ...], threshold: torch.Tensor, steps: int = 0, out=None) -> torch.Tensor:
-        """1.0 where uniform(step, shape) >= p, else 0.0: float32 [K, *shape], given threshold = keep_threshold(p)
-        ([K]). With steps > 0, the decisions of steps step..step+steps-1 at once, as [steps, K, *shape] (into `out`
-        when given).
+    def kept(
+        self, step, shape: tuple[int, ...], threshold: torch.Tensor, steps: int = 0, out=None, value=None
+    ) -> torch.Tensor:
+        """value[k] where uniform(step, shape) >= p, else 0.0 (value None: 1.0): float32 [K, *shape], given
+        threshold = keep_threshold(p) ([K]). With steps > 0, the decisions of steps step..step+steps-1 at once, as
+        [steps, K, *shape] (into `out` when given). Dropout passes value = 1/(1-p): its multipliers in one pass.
 
-        The same decisions as comparing uniforms, with no bool tensor: on CPU a kernel that writes or reads one
-        took 30-45 us for a [12, 100, 100] mask, an int32 or float32 one 4-7 us. The uniform's 24 bits are an integer
-        below 2^24, exact in float32, as is the threshold, so the arithmetic below is exact."""
+        The decisions in int32 arithmetic, with no bool tensor (on CPU a kernel that writes or reads one took
+        30-45 us for a [12, 100, 100] mask, an int32 or float32 one 4-7 us) and no float conversion: the uniform is
+        u = top / 2^24 with top the hash's top 24 bits, so u >= p exactly when top >= ceil(p * 2^24), that is when
+        threshold - top < 0 (no overflow: both are below 2^24). An arithmetic shift by 31 turns that sign into all
+        ones or all zeros, and those AND value's bits are value or +0.0."""
         n = max(steps, 1)
-        top = _top24(*self._hash(step, shape, n))  # u = top / 2^24
+        top = _top24(*self._hash(step, shape, n))
         ones = [1] * len(shape)
-        # u >= p  <=>  top >= ceil(p * 2^24)  <=>  top - (ceil(p * 2^24) - 1) >= 1
-        if self.rows is not None:
-            top = self._scratch(n, shape)[2].copy_(top)
-        elif out is None:
-            top = top.to(torch.float32)
+        k = threshold.numel()
+        if value is None:
+            value = torch.ones(k, device=threshold.device)
+        result = out if out is not None else torch.empty((n, k, *shape), device=threshold.device)
+        r = result.view(torch.int32)
         if self.tiles is not None:  # the members' rows by broadcasting, in the subtraction itself
             u = top.shape[1]
-            kept = out if out is not None else top.new_empty((n, u * self.tiles, *shape))
             tiled = (n, self.tiles, u, *shape)
-            torch.sub(top.unsqueeze(1).expand(tiled), threshold.view(1, self.tiles, u, *ones), out=kept.view(tiled))
+            torch.sub(threshold.view(1, self.tiles, u, *ones), top.unsqueeze(1).expand(tiled), out=r.view(tiled))
         else:
-            kept = self._members(top, out).sub_(threshold.view(1, -1, *ones))
-        kept.clamp_(0.0, 1.0)
-        return kept if steps else kept[0]
+            members = top if self.rows is None else torch.index_select(top, 1, self.rows, out=r)
+            torch.sub(threshold.view(1, -1, *ones), members, out=r)
+        r.bitwise_right_shift_(_K.s31).bitwise_and_(value.float().view(torch.int32).view(1, -1, *ones))
+        return result if steps else result[0]
 
 
 def keep_threshold(p: torch.Tensor) -> torch.Tensor:
-    """The [K] float32 thresholds for Stream.kept: ceil(p * 2^24) - 1 (an integer, exact in float32), as
-    u = top24 / 2^24 >= p exactly when top24 >= ceil(p * 2^24)."""
-    return (torch.ceil(p.double() * (1 << 24)) - 1).to(torch.float32)
+    """The [K] int32 thresholds for Stream.kept: ceil(p * 2^24) - 1, as u = top24 / 2^24 >= p exactly when
+    top24 >= ceil(p * 2^24), that is when top24 > the threshold."""
+    return (torch.ceil(p.double() * (1 << 24)) - 1).to(torch.int32)
 
 
 def uniform(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> torch.Tensor:

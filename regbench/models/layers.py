@@ -130,14 +130,13 @@ class MemberDropout(nn.Module):
         overwritten by the next draw."""
         shape = tuple(shape[1:])
         stream = self._rng(ctx.seeds, True)
-        scale = self.drawn_scale.view(1, -1, *([1] * len(shape)))
         if not isinstance(ctx.step, int):  # a device counter (CUDA graph, torch.compile): this step only
-            return stream.kept(ctx.step, shape, self.drawn_threshold, steps=1).mul_(scale)[0]
+            return stream.kept(ctx.step, shape, self.drawn_threshold, steps=1, value=self.drawn_scale)[0]
         m = self._masks
         if m is None or m[0] is not stream or m[1] != shape or not 0 <= ctx.step - m[2] < len(m[3]):
             steps = max(1, min(MASK_STEPS, MASK_BYTES // (4 * math.prod(shape) * len(self.drawn_p))))
             out = m[3] if m is not None and m[1] == shape else None  # the same shape: the same number of steps
-            masks = stream.kept(ctx.step, shape, self.drawn_threshold, steps=steps, out=out).mul_(scale)
+            masks = stream.kept(ctx.step, shape, self.drawn_threshold, steps=steps, out=out, value=self.drawn_scale)
             m = self._masks = (stream, shape, ctx.step, masks)
         return m[3][ctx.step - m[2]]
 
