@@ -12,6 +12,7 @@ from regbench import models
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.models.mlp import MlpConfig
+from regbench.train import optim
 from regbench.train.engine import autograd_step
 
 SEEDS = [0, 1, 2, 0]
@@ -75,6 +76,27 @@ def test_a_member_with_non_finite_logits_is_flagged_and_the_others_are_not(where
     y = torch.zeros(len(SEEDS), 6, dtype=torch.int64)
     finite = model.train_step(x, y, Context(seeds=torch.tensor(SEEDS), step=0, train=True))
     assert finite.tolist() == [j != member for j in range(len(SEEDS))]
+
+
+def test_the_step_follows_parameters_moved_after_its_first_call():
+    """train_step makes its views of the parameters, gradients and buffers once (a plan); parameters moved into the
+    optimizer's flat buffer after a first step must not leave it reading the old weights or writing the old
+    gradients."""
+    model = _model(2, (12,), 0.3, 0.0)
+    fresh = copy.deepcopy(model)
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(len(SEEDS), 9, 12, generator=gen), torch.randint(0, 5, (len(SEEDS), 9), generator=gen)
+    ctx = Context(seeds=torch.tensor(SEEDS), step=3, train=True)
+    model.train_step(x, y, ctx)  # the plan, on the module's own tensors
+    flat = optim.FlatParams(model, model.layers())  # every parameter and gradient moves into one buffer
+    with torch.no_grad():  # a change that only the new memory holds
+        model.head.weight.mul_(2)
+        fresh.head.weight.mul_(2)
+    model.train_step(x, y, ctx)
+    fresh.train_step(x, y, ctx)
+    for (name, p), q in zip(model.named_parameters(), fresh.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    assert flat.param.grad.abs().sum() > 0
 
 
 def test_batch_norm_models_keep_autograd():
