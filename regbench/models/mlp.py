@@ -193,8 +193,8 @@ class _Layer:
 
 class _Plan:
     """Everything train_step reads every step, looked up once: the layers' detached parameter and gradient views
-    and scratch buffers (nn.Module attribute lookups, views and the torch.no_grad decorator cost ~75 us a step, on
-    2 CPU cores some 2% of the benchmark's step). Rebuilt when the input's shape, dtype or device changes, or the
+    and scratch buffers (nn.Module attribute lookups, views and the torch.no_grad decorator cost ~115 us a step, on
+    2 CPU cores some 3% of the benchmark's step). Rebuilt when the input's shape, dtype or device changes, or the
     parameters' or gradients' memory does (optim.FlatParams, .to(): checked on the output layer's weight)."""
 
     def __init__(self, model: MLP, x: torch.Tensor):
