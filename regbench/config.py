@@ -33,6 +33,10 @@ class TrainerConfig:
     )
     compile: bool = param(False, "torch.compile the model (CUDA: with CUDA graphs); pays off for long runs")
     cuda_graph: bool = param(True, "on CUDA, capture the training step once and replay it (not with compile)")
+    flush_denormals: bool = param(
+        True,
+        "on the CPU, flush denormal floats to zero on every thread; false: IEEE gradual underflow (slow on many CPUs)",
+    )
     seeds: int = param(3, "seeds per arm (each seed pairs a baseline and a regularized member)", ge=1, le=10000)
     seed: int = param(0, "first seed; seeds are seed, seed+1, ...", ge=0)
     progress: str = param(

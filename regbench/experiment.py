@@ -113,6 +113,10 @@ def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device) -> dict:
             for i, m in enumerate(pop.members)
         ],
         "wall_time_s": round(pop.wall_time, 3),
-        "provenance": {**provenance.collect(device), "config": to_container(cfg)},
+        "provenance": {
+            **provenance.collect(device),
+            "denormals_flushed": pop.denormals_flushed,
+            "config": to_container(cfg),
+        },
         "history": pop.history,
     }

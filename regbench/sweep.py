@@ -82,6 +82,7 @@ def merge(parts: list[PopulationResult]) -> PopulationResult:
         epochs=max(p.epochs for p in parts),
         wall_time=sum(p.wall_time for p in parts),
         device=parts[0].device,
+        denormals_flushed=all(p.denormals_flushed for p in parts),
     )
 
 

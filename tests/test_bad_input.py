@@ -30,6 +30,7 @@ CASES = [
     (["dataset.standardize=maybe"], "dataset.standardize='maybe': must be true or false"),
     (["trainer.resume=maybe"], "trainer.resume='maybe': must be true or false"),
     (["trainer.cuda_graph=maybe"], "trainer.cuda_graph='maybe': must be true or false"),
+    (["trainer.flush_denormals=2"], "trainer.flush_denormals=2: must be true or false"),
     (["trainer.optimizer=rmsprop"], "trainer.optimizer='rmsprop': must be one of adam, sgd"),
     (["trainer.lr=nan"], "trainer.lr=nan: must be a finite number"),
     # out-of-range probabilities, ratios and strengths

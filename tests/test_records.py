@@ -35,6 +35,7 @@ def test_record_schema_and_provenance(compose_cfg, tmp_path):
     prov = record["provenance"]
     for key in ("regbench_version", "git_commit", "torch_version", "device", "config"):
         assert key in prov
+    assert prov["denormals_flushed"] is (prov["device"] == "cpu")  # trainer.flush_denormals=true, on the CPU
     assert prov["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # trainer.device=auto
     assert prov["config"]["trainer"]["epochs"] == 2 and "hydra" not in prov["config"]
     with open(tmp_path / records.HISTORY) as f:

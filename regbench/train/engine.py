@@ -30,7 +30,7 @@ from regbench.errors import UsageError
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.regularizers.base import Batch
-from regbench.train import checkpoint, graph, optim
+from regbench.train import checkpoint, denormals, graph, optim
 from regbench.train.metrics import COLUMNS, evaluate
 from regbench.train.population import Member
 
@@ -49,6 +49,7 @@ class PopulationResult:
     epochs: int
     wall_time: float
     device: str
+    denormals_flushed: bool = False  # trained with FTZ/DAZ on every CPU thread (see denormals.py)
 
     def select(self, indices: list[int]) -> PopulationResult:
         """The result these members would have had trained on their own: a sweep job's share of a population.
@@ -73,6 +74,7 @@ class PopulationResult:
             epochs=last,
             wall_time=self.wall_time * len(indices) / len(self.members),
             device=self.device,
+            denormals_flushed=self.denormals_flushed,
         )
 
 
@@ -206,7 +208,16 @@ def compiled(model, trainer, device):
 def train_population(
     splits, model_cfg, trainer, members: list[Member], device, progress=None, ckpt=None
 ) -> PopulationResult:
-    """Train the population; `ckpt` (a checkpoint.Checkpointing) saves every few epochs and resumes from a save."""
+    """Train the population; `ckpt` (a checkpoint.Checkpointing) saves every few epochs and resumes from a save.
+
+    On the CPU, with denormal floats flushed to zero on every thread (trainer.flush_denormals; see denormals.py)."""
+    with denormals.flushing(torch.device(device).type == "cpu" and trainer.flush_denormals) as flushed:
+        result = _train_population(splits, model_cfg, trainer, members, device, progress, ckpt)
+    result.denormals_flushed = flushed
+    return result
+
+
+def _train_population(splits, model_cfg, trainer, members, device, progress, ckpt) -> PopulationResult:
     t0 = time.perf_counter()
     k = len(members)
     n_train = len(splits.y_train)
