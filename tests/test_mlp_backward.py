@@ -12,7 +12,7 @@ from regbench import models
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.models.mlp import MlpConfig
-from regbench.train import optim
+from regbench.train import denormals, optim
 from regbench.train.engine import autograd_step
 
 SEEDS = [0, 1, 2, 0]
@@ -124,3 +124,28 @@ def test_a_members_gradients_do_not_depend_on_its_place_or_its_company(two_threa
     for idx in ([0, 1], [1, 2, 3], [2, 3, 4, 5, 6], [4, 5, 6, 7, 8, 0, 1]):
         for i, g in grads(idx).items():
             assert all(torch.equal(a, c) for a, c in zip(g, everyone[i])), (idx, i)
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_flushed_step_raises_tiny_log_probabilities_without_changing_a_gradient_bit(soft):
+    """With denormals flushed, train_step raises log-probabilities below -87 to -87 before exp (whose vector path
+    an input below -87.34 leaves, 30-100x slower); divided by the batch, those probabilities flush to zero either
+    way, so every gradient is the same to the bit."""
+    floored = _model(2, (12,), 0.3, 0.0)
+    with torch.no_grad():
+        floored.head.weight.mul_(1000.0)  # confident members: wrong classes far below e^-87
+    plain = copy.deepcopy(floored)
+    floored.flushed = True
+    gen = torch.Generator().manual_seed(8)
+    k, b = len(SEEDS), 9
+    x = torch.randn(k, b, 12, generator=gen)
+    y = torch.softmax(torch.randn(k, b, 5, generator=gen) * 2, -1) if soft else torch.randint(0, 5, (k, b))
+    ctx = Context(seeds=torch.tensor(SEEDS), step=4, train=True)
+    with denormals.flushing():
+        plain.train_step(x, y, ctx)
+        floored.train_step(x, y, ctx)
+    assert floored._plan.floor == -87.0 and plain._plan.floor is None
+    logits = plain._plan.head.out  # [K, C, B], the step's
+    assert (torch.log_softmax(logits, 1) < -87.34).any()  # the case the floor is for is there
+    for (name, p), q in zip(floored.named_parameters(), plain.parameters()):
+        assert torch.equal(p.grad, q.grad), name

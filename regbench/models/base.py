@@ -26,6 +26,8 @@ class MemberModel(nn.Module):
 
     k: int
     by_hand = False  # True where the model offers train_step(x, y, ctx, done) and layers(): a hand-written step
+    # set by the engine: the step runs with denormals flushed to zero on every thread (train/denormals.py)
+    flushed = False
 
     def __init__(self, k: int):
         super().__init__()

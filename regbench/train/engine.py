@@ -212,12 +212,12 @@ def train_population(
 
     On the CPU, with denormal floats flushed to zero on every thread (trainer.flush_denormals; see denormals.py)."""
     with denormals.flushing(torch.device(device).type == "cpu" and trainer.flush_denormals) as flushed:
-        result = _train_population(splits, model_cfg, trainer, members, device, progress, ckpt)
+        result = _train_population(splits, model_cfg, trainer, members, device, progress, ckpt, flushed)
     result.denormals_flushed = flushed
     return result
 
 
-def _train_population(splits, model_cfg, trainer, members, device, progress, ckpt) -> PopulationResult:
+def _train_population(splits, model_cfg, trainer, members, device, progress, ckpt, flushed) -> PopulationResult:
     t0 = time.perf_counter()
     k = len(members)
     n_train = len(splits.y_train)
@@ -231,6 +231,7 @@ def _train_population(splits, model_cfg, trainer, members, device, progress, ckp
     for r in regs:
         r.hints(hints)
     model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
+    model.flushed = flushed
     by_hand = model.by_hand and not trainer.compile and trainer.precision == "fp32"
     # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would.
     # A hand-written step on the CPU updates each layer as soon as its gradients are complete (while they are in
