@@ -46,12 +46,29 @@ def test_the_main_thread_alone_is_what_the_regions_fix(two_threads):
 
 
 def test_without_a_runtime_to_reach_the_workers_nothing_flushes(two_threads, monkeypatch, caplog):
-    monkeypatch.setattr(denormals, "_runtime", None)
+    monkeypatch.setattr(denormals, "_runtime", denormals._NOT_YET)
+    monkeypatch.setattr(denormals, "_candidates", lambda: [None])  # the calling thread alone
     monkeypatch.setattr(denormals, "_warned", False)
     with caplog.at_level(logging.WARNING, "regbench"), denormals.flushing() as flushed:
         assert not flushed
         assert denormal_share(2).tolist() == [1.0, 1.0]  # all or nothing: never the main thread alone
     assert "not flushed" in caplog.text
+
+
+def test_another_packages_openmp_runtime_is_passed_over(two_threads, monkeypatch):
+    """scikit-learn's wheel maps a libgomp of its own: its pool is not torch's, and setting the modes there
+    reaches none of torch's workers (this failed in the suite after the digits dataset had been loaded)."""
+    import sklearn.datasets  # noqa: F401 - maps scikit-learn's OpenMP runtime into the process
+
+    paths = denormals._candidates()
+    other = [p for p in paths if p is not None and "scikit_learn" in p]
+    assert other, paths  # the case this test is for: a second runtime in the process
+    monkeypatch.setattr(denormals, "_runtime", denormals._NOT_YET)
+    monkeypatch.setattr(denormals, "_candidates", lambda: [*other, *paths])  # the wrong one tried first
+    with denormals.flushing() as flushed:
+        assert flushed and denormals._runtime not in other
+        assert denormal_share(2).tolist() == [0.0, 0.0]
+    assert denormal_share(2).tolist() == [1.0, 1.0]
 
 
 def test_disabled_flushes_nothing():
@@ -64,7 +81,7 @@ def test_disabled_flushes_nothing():
 def test_training_flushes_as_configured_and_says_so(compose_cfg, flush, monkeypatch):
     seen = []
     real = denormals._set_everywhere
-    monkeypatch.setattr(denormals, "_set_everywhere", lambda on: seen.append(on) or real(on))
+    monkeypatch.setattr(denormals, "_set_everywhere", lambda on, path: seen.append(on) or real(on, path))
     spec = validate_config(compose_cfg(*TINY, "regularizers=[l2]", f"trainer.flush_denormals={flush}"))
     pop = train_population(data.load(spec.dataset), spec.model, spec.trainer, members_for(spec), "cpu")
     assert pop.denormals_flushed is flush

@@ -13,8 +13,8 @@ the OpenMP workers that run a share of every kernel keep theirs, and a member's 
 kernel split its rows between threads, that is on the population's size. So `flushing()` runs
 torch.set_flush_denormal on the calling thread and on each worker of its OpenMP pool, through one parallel region
 of the OpenMP runtime torch loaded (GOMP_parallel, which GNU's libgomp and LLVM's and Intel's runtimes all
-export), checks with a denormal tensor split across every thread that all of them flush, and sets the modes back
-off afterwards. Workers the pool adds later are made by the calling thread and copy its modes. Where that cannot be
+export; other packages map runtimes of their own, so each is tried, torch's first, until a denormal tensor split
+across every thread of a kernel comes out flushed), and sets the modes back off afterwards. Workers the pool adds later are made by the calling thread and copy its modes. Where that cannot be
 done or checked (no OpenMP runtime found, another thread pool), nothing is flushed and training runs with IEEE
 gradual underflow, as it would with trainer.flush_denormals=false; the record says which (provenance).
 
@@ -38,50 +38,66 @@ log = logging.getLogger("regbench")
 
 _Region = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _PROBE_PER_THREAD = 1 << 16  # elements: more than ATen's grain (32768), so every thread takes a share
-_runtime: ctypes.CDLL | None | bool = False  # False: not looked for yet
+_loaded: dict[str, ctypes.CDLL] = {}
+_NOT_YET = "not yet"  # _runtime before any runtime was found to reach torch's pool
+_runtime: str | None = _NOT_YET  # the path of the one that did; None: the calling thread alone did (one thread)
 
 
-def _openmp() -> ctypes.CDLL | None:
-    """The OpenMP runtime torch loaded, from the process's mapped files (Linux); None when there is none."""
-    global _runtime
-    if _runtime is False:
-        _runtime = None
-        try:
-            with open(f"/proc/{os.getpid()}/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "/" in line}
-        except OSError:
-            paths = set()
-        for path in sorted(paths):
-            if os.path.basename(path).startswith(("libgomp", "libomp", "libiomp")):
-                lib = ctypes.CDLL(path)
-                if hasattr(lib, "GOMP_parallel"):
-                    lib.GOMP_parallel.argtypes = [_Region, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
-                    lib.GOMP_parallel.restype = None
-                    _runtime = lib
-                    break
-    return _runtime
+def _candidates() -> list[str | None]:
+    """Paths of the OpenMP runtimes mapped into the process (Linux), torch's own first, then None (the calling
+    thread alone). Other packages bring their own: scikit-learn's wheel maps a second libgomp, whose pool is not
+    the one torch's kernels run on."""
+    try:
+        with open(f"/proc/{os.getpid()}/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/" in line}
+    except OSError:
+        paths = set()
+    found = sorted(p for p in paths if os.path.basename(p).startswith(("libgomp", "libomp", "libiomp")))
+    torch_dir = os.path.dirname(torch.__file__)
+    return sorted(found, key=lambda p: not p.startswith(torch_dir)) + [None]
 
 
-def _set_everywhere(on: bool) -> bool:
-    """FTZ/DAZ on (or off) on this thread and its OpenMP workers; False where the CPU lacks them."""
+def _set_everywhere(on: bool, path: str | None) -> bool:
+    """FTZ/DAZ on (or off) on this thread and the workers of its pool in the OpenMP runtime at `path` (None: this
+    thread only); False where the CPU lacks them or the runtime has no GOMP_parallel."""
     supported = []
 
     @_Region
     def region(_):  # runs once on each thread of the parallel region, this one included
         supported.append(torch.set_flush_denormal(on))
 
-    runtime = _openmp()
-    if runtime is not None:
-        runtime.GOMP_parallel(region, None, 0, 0)  # 0 threads: the pool's size, torch.get_num_threads()
-    else:
+    if path is None:
         region(None)
-    return all(supported)
+        return all(supported)
+    lib = _loaded.get(path)
+    if lib is None:
+        lib = _loaded[path] = ctypes.CDLL(path)
+        if hasattr(lib, "GOMP_parallel"):
+            lib.GOMP_parallel.argtypes = [_Region, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+            lib.GOMP_parallel.restype = None
+    if not hasattr(lib, "GOMP_parallel"):
+        return False
+    lib.GOMP_parallel(region, None, 0, 0)  # 0 threads: the pool's size, torch.get_num_threads()
+    return bool(supported) and all(supported)
 
 
 def _all_flush(probe: torch.Tensor) -> bool:
     """Whether every thread of a kernel split across the pool reads a denormal as zero (DAZ) or writes one as
     zero (FTZ). The result is read as integers: a flushing thread would read a float denormal as zero too."""
     return not bool(probe.mul(1.0).view(torch.int32).any())
+
+
+def _turn_on(probe: torch.Tensor) -> tuple[bool, str | None]:
+    """Sets the modes through the runtime that reaches every thread of torch's pool, the one found before first:
+    (True, its path), or (False, None) with the modes left off when none does."""
+    global _runtime
+    known = [] if _runtime == _NOT_YET else [_runtime]
+    for path in known + [c for c in _candidates() if c not in known]:
+        if _set_everywhere(True, path) and _all_flush(probe):
+            _runtime = path
+            return True, path
+        _set_everywhere(False, path)
+    return False, None
 
 
 @contextlib.contextmanager
@@ -96,9 +112,8 @@ def flushing(enabled: bool = True) -> Iterator[bool]:
     if _all_flush(probe):  # every thread flushes already: left as it is
         yield True
         return
-    flushed = _set_everywhere(True) and _all_flush(probe)
+    flushed, path = _turn_on(probe)
     if not flushed:
-        _set_everywhere(False)
         _warn_once(
             "denormal floats are not flushed to zero here (no OpenMP runtime reached every thread, or the CPU has "
             "no FTZ/DAZ): training uses IEEE gradual underflow, which is slower on many CPUs"
@@ -107,7 +122,7 @@ def flushing(enabled: bool = True) -> Iterator[bool]:
         yield flushed
     finally:
         if flushed:
-            _set_everywhere(False)
+            _set_everywhere(False, path)
 
 
 _warned = False
