@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from regbench.experiment import run_experiment
-from regbench.results import records
+from regbench.results import provenance, records
 from regbench.train.metrics import COLUMNS
 
 from .conftest import TINY
@@ -36,6 +36,8 @@ def test_record_schema_and_provenance(compose_cfg, tmp_path):
     for key in ("regbench_version", "git_commit", "torch_version", "device", "config"):
         assert key in prov
     assert prov["denormals_flushed"] is (prov["device"] == "cpu")  # trainer.flush_denormals=true, on the CPU
+    if prov["device"] == "cpu" and provenance.cpu_model() is not None:  # the model, where the machine says it
+        assert prov["device_name"] == provenance.cpu_model() and "model" in prov["device_name"]
     assert prov["device"] == ("cuda" if torch.cuda.is_available() else "cpu")  # trainer.device=auto
     assert prov["config"]["trainer"]["epochs"] == 2 and "hydra" not in prov["config"]
     with open(tmp_path / records.HISTORY) as f:

@@ -39,7 +39,28 @@ def git_state() -> dict:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return cpu_model() or platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str | None:
+    """The CPU's model name on Linux (platform.processor() is empty there): another model may run other kernels
+    that round differently, so results are reproducible to the bit on the same model only."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if not line.strip():  # the first processor's block is enough
+                    break
+    except OSError:
+        return None
+    name = fields.get("model name")
+    if name is None:
+        return None
+    # under a hypervisor the name can be as vague as "Intel(R) Xeon(R) Processor": family and model tell more
+    return f"{name} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
 
 
 def collect(device: torch.device) -> dict:

@@ -14,9 +14,10 @@ kernel split its rows between threads, that is on the population's size. So `flu
 torch.set_flush_denormal on the calling thread and on each worker of its OpenMP pool, through one parallel region
 of the OpenMP runtime torch loaded (GOMP_parallel, which GNU's libgomp and LLVM's and Intel's runtimes all
 export; other packages map runtimes of their own, so each is tried, torch's first, until a denormal tensor split
-across every thread of a kernel comes out flushed), and sets the modes back off afterwards. Workers the pool adds later are made by the calling thread and copy its modes. Where that cannot be
-done or checked (no OpenMP runtime found, another thread pool), nothing is flushed and training runs with IEEE
-gradual underflow, as it would with trainer.flush_denormals=false; the record says which (provenance).
+across every thread of a kernel comes out flushed), and sets the modes back off afterwards. Workers the pool adds
+later are made by the calling thread and copy its modes. Where that cannot be done or checked (no OpenMP runtime
+found, another thread pool), nothing is flushed and training runs with IEEE gradual underflow, as it would with
+trainer.flush_denormals=false; the record says which (provenance).
 
 Training in a thread of its own that sets the modes first (its workers, made at its first parallel kernel, copy
 them) also works, but was slower: a second OpenMP pool puts more threads than cores under libgomp's management,
