@@ -71,6 +71,14 @@ def test_another_packages_openmp_runtime_is_passed_over(two_threads, monkeypatch
     assert denormal_share(2).tolist() == [1.0, 1.0]
 
 
+def test_the_runtime_found_once_is_used_again_without_reading_the_process_maps(two_threads, monkeypatch):
+    with denormals.flushing():
+        pass
+    monkeypatch.setattr(denormals, "_candidates", lambda: pytest.fail("searched again"))
+    with denormals.flushing() as flushed:
+        assert flushed and denormal_share(2).tolist() == [0.0, 0.0]
+
+
 def test_disabled_flushes_nothing():
     with denormals.flushing(False) as flushed:
         assert not flushed

@@ -88,12 +88,20 @@ def _all_flush(probe: torch.Tensor) -> bool:
     return not bool(probe.mul(1.0).view(torch.int32).any())
 
 
+def _to_try() -> Iterator[str | None]:
+    """The runtime found before, then the others: the process's mapped files are read only when it fails."""
+    if _runtime != _NOT_YET:
+        yield _runtime
+    for path in _candidates():
+        if path != _runtime:
+            yield path
+
+
 def _turn_on(probe: torch.Tensor) -> tuple[bool, str | None]:
     """Sets the modes through the runtime that reaches every thread of torch's pool, the one found before first:
     (True, its path), or (False, None) with the modes left off when none does."""
     global _runtime
-    known = [] if _runtime == _NOT_YET else [_runtime]
-    for path in known + [c for c in _candidates() if c not in known]:
+    for path in _to_try():
         if _set_everywhere(True, path) and _all_flush(probe):
             _runtime = path
             return True, path

@@ -212,9 +212,7 @@ def train_population(
 
     On the CPU, with denormal floats flushed to zero on every thread (trainer.flush_denormals; see denormals.py)."""
     with denormals.flushing(torch.device(device).type == "cpu" and trainer.flush_denormals) as flushed:
-        result = _train_population(splits, model_cfg, trainer, members, device, progress, ckpt, flushed)
-    result.denormals_flushed = flushed
-    return result
+        return _train_population(splits, model_cfg, trainer, members, device, progress, ckpt, flushed)
 
 
 def _train_population(splits, model_cfg, trainer, members, device, progress, ckpt, flushed) -> PopulationResult:
@@ -387,4 +385,5 @@ def _train_population(splits, model_cfg, trainer, members, device, progress, ckp
         epochs=epoch,
         wall_time=elapsed + time.perf_counter() - t0,
         device=str(device),
+        denormals_flushed=flushed,
     )
