@@ -32,7 +32,10 @@ def set_deterministic(on: bool) -> None:
     if on:
         # cuBLAS reads this when its handle is created, so it must be set before the first CUDA matmul.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on)
+    # Only when it changes: torch.use_deterministic_algorithms imports torch._inductor (and dynamo) to set inductor's
+    # copy of the flag, 1.7 s the first time in a process, and every run has asked for the default (off) since
+    if torch.are_deterministic_algorithms_enabled() != on:
+        torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = False
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -192,3 +194,13 @@ def test_a_sweep_folder_reports_the_jobs_its_index_names(tmp_path):
         f.write('{"dir": "../../jobs/x", "sta')  # a line cut short by a kill
     assert store.indexed_jobs(sweep / store.SWEEP_INDEX) == [done.resolve(), failed.resolve()]
     assert find([sweep]) == [(done / "result.json").resolve()]
+
+
+def test_the_default_deterministic_switch_imports_nothing_more():
+    # torch.use_deterministic_algorithms imports torch._inductor (~1.7 s); a run with the default (off) must not pay it
+    code = (
+        "import sys; from regbench.experiment import set_deterministic; set_deterministic(False); "
+        "print('torch._inductor' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
