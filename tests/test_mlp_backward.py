@@ -149,3 +149,24 @@ def test_flushed_step_raises_tiny_log_probabilities_without_changing_a_gradient_
     assert (torch.log_softmax(logits, 1) < -87.34).any()  # the case the floor is for is there
     for (name, p), q in zip(floored.named_parameters(), plain.parameters()):
         assert torch.equal(p.grad, q.grad), name
+
+
+@pytest.mark.parametrize("depth,input_shape", [(2, (12,)), (3, (2, 3, 4)), (0, (12,))])
+def test_evaluation_forward_gives_the_generic_forwards_bits_with_reused_buffers(depth, input_shape):
+    """Under no_grad, a shared [N, ...] input takes the MLP's buffer-reusing evaluation path; it must return what
+    the generic forward (taken with gradients on) returns, to the bit, whatever the chunk sizes' order, and logits
+    a caller keeps must not change under a later call."""
+    model = _model(depth, input_shape, 0.4, 0.2)
+    ctx = Context(seeds=torch.tensor(SEEDS), step=0, train=False)
+    gen = torch.Generator().manual_seed(2)
+    kept = []
+    for n in (7, 3, 11, 7):  # shorter, then longer than the buffers made so far
+        x = torch.randn(n, *input_shape, generator=gen)
+        want = model(x, ctx).detach()
+        with torch.no_grad():
+            got = model(x, ctx)
+        assert torch.equal(got, want)
+        kept.append((got, want))
+    if depth:
+        assert {name for name in model._scratch if name.startswith("eval")}  # the path was taken
+    assert all(torch.equal(got, want) for got, want in kept)

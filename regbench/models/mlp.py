@@ -57,6 +57,8 @@ class MLP(MemberModel):
         self._plan: _Plan | None = None  # train_step's views of the above and of the parameters
 
     def forward(self, x, ctx: Context):
+        if x.dim() == self.n_in + 1 and not ctx.train and not self.bns and not torch.is_grad_enabled():
+            return self._evaluate(x)
         h = x.flatten(-self.n_in) if self.n_in > 1 else x  # [K, B, F] in training, shared [N, F] at evaluation
         if self.input_drop is not None:
             h = self.input_drop(h, ctx)
@@ -68,6 +70,26 @@ class MLP(MemberModel):
             if self.drops:
                 h = self.drops[i](h, ctx)
         return self.head(h)
+
+    def _evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        """forward's products and bits for one input shared by all members ([N, ...]) at evaluation, with the hidden
+        activations written in place into two reused buffers. Fresh ones cost page faults (a ReLU over the benchmark's
+        [36, 113, 100] chunk took 155 us into a new tensor, 23 in place): evaluating its 36 members on MNIST-1D went
+        from 53-63 ms to 49-52. The output layer's [K, N, C] logits are returned new: the caller may keep them."""
+        h = (x.flatten(1) if self.n_in > 1 else x).expand(self.k, -1, -1)  # what matmul broadcasts it to
+        for i, lin in enumerate(self.hidden):
+            size = (self.k, h.shape[1], lin.weight.shape[1])
+            out = self._flat(f"eval{i % 2}", math.prod(size), x).view(size)
+            h = torch.bmm(h, lin.weight.transpose(1, 2), out=out).add_(lin.bias).relu_()
+        return torch.baddbmm(self.head.bias, h, self.head.weight.transpose(1, 2))
+
+    def _flat(self, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
+        """The first n elements of a reused flat scratch tensor, made larger when n outgrows it: a split's shorter
+        last chunk takes the start of the buffer its full chunks used, and the next split's full chunks find it."""
+        buf = self._scratch.get(name)
+        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._scratch[name] = torch.empty(n, dtype=like.dtype, device=like.device)
+        return buf[:n]
 
     def _buf(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A scratch tensor reused every step. The step's large intermediates are written into the same memory each
