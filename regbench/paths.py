@@ -1,7 +1,8 @@
-"""Where the packaged configs are: inside the installed package, or configs/ in a source tree."""
+"""Where the packaged configs are (inside the installed package, or configs/ in a source tree), and the cache."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -15,3 +16,8 @@ def config_dir() -> str:
     except (ModuleNotFoundError, TypeError):
         pass
     return str(Path(__file__).resolve().parent.parent / "configs")
+
+
+def cache_home() -> Path:
+    """regbench's cache of datasets (downloaded files, generated MNIST-1D): $REGBENCH_CACHE or ~/.cache/regbench."""
+    return Path(os.environ.get("REGBENCH_CACHE") or "~/.cache/regbench").expanduser()

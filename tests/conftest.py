@@ -20,6 +20,15 @@ TINY = ["dataset.num_samples=600", "trainer.epochs=2", "trainer.seeds=2", "train
 torch.set_num_threads(1)  # tests compare numbers, and 2 CI cores are shared with the subprocess tests
 
 
+@pytest.fixture(scope="session", autouse=True)
+def dataset_cache(tmp_path_factory):
+    """The suite's own dataset cache, for it and the CLI subprocesses it starts: the user's is never written, and
+    MNIST-1D is generated once a session (data/mnist1d.py)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REGBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def compose_cfg():
     def _compose(*overrides: str):

@@ -248,3 +248,56 @@ def test_user_file_errors_through_the_cli(tmp_path):
     assert not (tmp_path / "results").exists()
     r = run_cli("run", "dataset=npz", "dataset.path=missing.npz", "trainer.progress=off", cwd=tmp_path)
     assert (r.returncode, r.stderr) == (1, "regbench: error: missing.npz: no such file\n")
+
+
+def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    from regbench.data import mnist1d
+
+    monkeypatch.setenv("REGBENCH_CACHE", str(tmp_path))
+    mnist1d._generate.cache_clear()
+    made = mnist1d.load(mnist1d.Mnist1dConfig(num_samples=300, data_seed=5))
+    path = mnist1d.cache_file(300, 5)
+    assert path.is_file() and [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
+
+    def must_not_generate(*args):
+        raise AssertionError("generated again although the cache holds the set")
+
+    monkeypatch.setattr(mnist1d, "_make", must_not_generate)
+    mnist1d._generate.cache_clear()
+    cached = mnist1d.load(mnist1d.Mnist1dConfig(num_samples=300, data_seed=5))
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        a, b = getattr(made, name), getattr(cached, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    mnist1d._generate.cache_clear()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_a_damaged_mnist1d_cache_file_is_generated_again_and_replaced(tmp_path, monkeypatch, damage):
+    from regbench.data import mnist1d
+
+    monkeypatch.setenv("REGBENCH_CACHE", str(tmp_path))
+    mnist1d._generate.cache_clear()
+    want = mnist1d.load(mnist1d.Mnist1dConfig(num_samples=300, data_seed=6))
+    path = mnist1d.cache_file(300, 6)
+    if damage == "truncated":  # a crash mid-write cannot leave this (atomic rename), a full disk or a copy can
+        path.write_bytes(path.read_bytes()[:500])
+    else:  # an npz without the arrays
+        np.savez(path.open("wb"), other=np.zeros(3))
+    mnist1d._generate.cache_clear()
+    got = mnist1d.load(mnist1d.Mnist1dConfig(num_samples=300, data_seed=6))
+    assert np.array_equal(got.x_train, want.x_train) and np.array_equal(got.y_test, want.y_test)
+    with np.load(path) as f:
+        assert np.array_equal(f["x"], want.x_train)
+    mnist1d._generate.cache_clear()
+
+
+def test_an_unwritable_cache_only_costs_generating_again(tmp_path, monkeypatch):
+    from regbench.data import mnist1d
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("REGBENCH_CACHE", str(blocker))  # its mnist1d/ folder cannot be made
+    mnist1d._generate.cache_clear()
+    got = mnist1d.load(mnist1d.Mnist1dConfig(num_samples=300, data_seed=7))
+    assert got.x_train.shape == (240, 40)
+    mnist1d._generate.cache_clear()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from regbench.data.base import DatasetConfig
 from regbench.errors import RunError
+from regbench.paths import cache_home
 from regbench.schema import param
 
 _CHUNK = 1 << 20
@@ -34,8 +35,7 @@ class DownloadConfig(DatasetConfig):
 
 
 def cache_root(cfg: DownloadConfig) -> Path:
-    chosen = cfg.cache_dir or os.environ.get("REGBENCH_CACHE") or "~/.cache/regbench"
-    return Path(chosen).expanduser()
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache_home()
 
 
 def sha256_of(path: Path) -> str:
