@@ -271,7 +271,7 @@ def test_mnist1d_is_generated_once_then_read_from_the_cache(tmp_path, monkeypatc
     mnist1d._generate.cache_clear()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+@pytest.mark.parametrize("damage", ["truncated", "foreign", "short"])
 def test_a_damaged_mnist1d_cache_file_is_generated_again_and_replaced(tmp_path, monkeypatch, damage):
     from regbench.data import mnist1d
 
@@ -281,8 +281,10 @@ def test_a_damaged_mnist1d_cache_file_is_generated_again_and_replaced(tmp_path, 
     path = mnist1d.cache_file(300, 6)
     if damage == "truncated":  # a crash mid-write cannot leave this (atomic rename), a full disk or a copy can
         path.write_bytes(path.read_bytes()[:500])
-    else:  # an npz without the arrays
+    elif damage == "foreign":  # an npz without the arrays
         np.savez(path.open("wb"), other=np.zeros(3))
+    else:  # the arrays, but not the size the name says
+        np.savez(path.open("wb"), x=np.zeros((4, 40)), y=np.zeros(4), x_test=np.zeros((1, 40)), y_test=np.zeros(1))
     mnist1d._generate.cache_clear()
     got = mnist1d.load(mnist1d.Mnist1dConfig(num_samples=300, data_seed=6))
     assert np.array_equal(got.x_train, want.x_train) and np.array_equal(got.y_test, want.y_test)

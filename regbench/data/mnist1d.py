@@ -51,6 +51,12 @@ def _generate(num_samples: int, data_seed: int) -> RawData:
     try:
         with np.load(path, allow_pickle=False) as f:
             d = {k: f[k] for k in _ARRAYS}
+        if (
+            len(d["x"]) != len(d["y"])
+            or len(d["x_test"]) != len(d["y_test"])
+            or len(d["x"]) + len(d["y_test"]) != num_samples
+        ):
+            raise ValueError(f"{path}: not the {num_samples} examples its name says")
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):  # absent, or not a whole file of ours
         d = _make(num_samples, data_seed)
         _store(path, d)

@@ -53,7 +53,7 @@ class MLP(MemberModel):
         for bn in self.bns:
             self.norms += [bn.weight, bn.bias]
         self.by_hand = not self.bns  # train_step supports everything but batch norm
-        self._scratch: dict[str, torch.Tensor] = {}  # train_step's reused intermediates (not state: never saved)
+        self._scratch: dict[str, torch.Tensor] = {}  # reused intermediates of train_step and _evaluate (never saved)
         self._plan: _Plan | None = None  # train_step's views of the above and of the parameters
 
     def forward(self, x, ctx: Context):
