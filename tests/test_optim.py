@@ -154,3 +154,54 @@ def test_adam_a_block_at_a_time_equals_one_whole_step_bit_for_bit():
     for a, b in zip(whole.parameters(), blocks.parameters()):
         assert torch.equal(a, b)
     assert not any(torch.equal(a, b) for a, b in zip(whole.parameters(), _net(0).parameters()))  # it trained
+
+
+def _adam_pair():
+    """The same net twice: one under regbench's FusedAdam, one under torch.optim.Adam(fused=True), each on a flat
+    buffer of its own."""
+    ours, theirs = _net(0), _net(0)
+    flat_o, flat_t = optim.FlatParams(ours), optim.FlatParams(theirs)
+    mine = optim.FusedAdam(flat_o.param, lr=1e-2, capturable=False)
+    torchs = torch.optim.Adam([flat_t.param], lr=1e-2, fused=True)
+    return (ours, flat_o, mine), (theirs, flat_t, torchs)
+
+
+def _steps(net, flat, opt, steps):
+    _train(net, SimpleNamespace(step=opt.step, zero_grad=flat.zero_grad), steps=steps)
+
+
+def test_fused_adam_writes_torchs_state_dict_and_reads_it_both_ways():
+    (ours, flat_o, mine), (theirs, flat_t, torchs) = _adam_pair()
+    assert mine.state_dict() == torchs.state_dict() == {"state": {}, "param_groups": mine.state_dict()["param_groups"]}
+    _steps(ours, flat_o, mine, 4)
+    _steps(theirs, flat_t, torchs, 4)
+    a, b = mine.state_dict(), torchs.state_dict()
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys() == {0}
+    for key in ("step", "exp_avg", "exp_avg_sq"):
+        x, y = a["state"][0][key], b["state"][0][key]
+        assert x.dtype == y.dtype and x.device == y.device and torch.equal(x, y), key
+    # torch resumes from ours and ours from torch's: both go on exactly as if never swapped
+    (o2, f_o2, mine2), (t2, f_t2, torchs2) = _adam_pair()
+    f_o2.param.data.copy_(flat_t.param)
+    f_t2.param.data.copy_(flat_o.param)
+    mine2.load_state_dict(copy.deepcopy(b))
+    torchs2.load_state_dict(copy.deepcopy(a))
+    for net, flat, opt in ((ours, flat_o, mine), (theirs, flat_t, torchs), (o2, f_o2, mine2), (t2, f_t2, torchs2)):
+        _steps(net, flat, opt, 3)
+    assert torch.equal(flat_o.param, flat_t.param)
+    assert torch.equal(f_o2.param, flat_o.param) and torch.equal(f_t2.param, flat_o.param)
+
+
+def test_adam_runs_without_importing_torch_dynamo():
+    # any torch optimizer's constructor imports torch._dynamo (1.1-1.7 s a process); regbench's Adam does not
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from types import SimpleNamespace; import torch; from regbench.train import optim; "
+        "net = torch.nn.Linear(3, 2); opt = optim.make(net, SimpleNamespace(optimizer='adam', lr=0.1)); "
+        "net(torch.randn(4, 3)).sum().backward(); opt.step(); opt.step(); opt.state_dict(); "
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -15,6 +15,9 @@ position (tested, and the population-equals-alone tests check it end to end).
 
 from __future__ import annotations
 
+import inspect
+from functools import partial
+
 import torch
 from torch import nn
 
@@ -61,15 +64,65 @@ class FlatParams:
         self.param.grad.zero_()
 
 
+class FusedAdam:
+    """torch.optim.Adam(fused=True) over one parameter, without being one: the same state tensors, made as torch
+    makes them, stepped by the same kernel (torch._fused_adam_), and the state dict torch writes and reads (a test
+    compares both ways). Constructing any torch optimizer imports torch._dynamo, whose disable wrapper guards
+    Optimizer.__init__ (torch/_compile.py): 1.1-1.7 s of every process's start, for a step Optimizer below takes by
+    calling the kernel itself anyway. SGD keeps torch's optimizer."""
+
+    def __init__(self, param: nn.Parameter, lr: float, capturable: bool):
+        sig = inspect.signature(torch.optim.Adam.__init__).parameters
+        defaults = {k: v.default for k, v in sig.items() if k not in ("self", "params")}
+        self.param_groups = [{"params": [param], **defaults, "lr": lr, "capturable": capturable, "fused": True}]
+        self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
+
+    def step(self) -> None:
+        group = self.param_groups[0]
+        p = group["params"][0]
+        if p not in self.state:  # as torch's Adam makes it for fused: the step a float32 scalar on the device
+            zeros = partial(torch.zeros_like, p, memory_format=torch.preserve_format)
+            step = torch.zeros((), dtype=torch.float32, device=p.device)
+            self.state[p] = {"step": step, "exp_avg": zeros(), "exp_avg_sq": zeros()}
+        st = self.state[p]
+        st["step"].add_(1)
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(
+            [p], [p.grad], [st["exp_avg"]], [st["exp_avg_sq"]], [], [st["step"]],
+            amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
+            eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
+        )  # fmt: skip
+
+    def state_dict(self) -> dict:
+        group = self.param_groups[0]
+        p = group["params"][0]
+        packed = {k: v for k, v in group.items() if k != "params"} | {"params": [0]}
+        return {"state": {0: dict(self.state[p])} if p in self.state else {}, "param_groups": [packed]}
+
+    def load_state_dict(self, state: dict) -> None:
+        group = self.param_groups[0]
+        p = group["params"][0]
+        group.update({k: v for k, v in state["param_groups"][0].items() if k != "params"})
+        saved = state["state"].get(0)
+        self.state = {}
+        if saved is not None:  # cast as torch's load_state_dict does for a fused Adam
+            self.state[p] = {
+                k: v.to(dtype=torch.float32 if k == "step" else p.dtype, device=p.device) for k, v in saved.items()
+            }
+
+
 class Optimizer:
-    """A torch optimizer stepping the flat parameter; its state dict is torch's, so checkpoints hold it as is."""
+    """The flat parameter's optimizer: torch's SGD, or Adam as torch's fused Adam; its state dict is torch's, so
+    checkpoints hold it as is."""
 
     def __init__(self, flat: FlatParams, trainer):
         self.flat = flat
         if trainer.optimizer == "sgd":
             self.opt = torch.optim.SGD([flat.param], lr=trainer.lr, momentum=trainer.momentum)
-        else:
+        elif hasattr(torch, "_fused_adam_"):
             # capturable: its step count stays on the device, so a CUDA graph can hold the step (graph.py)
+            self.opt = FusedAdam(flat.param, trainer.lr, capturable=flat.param.is_cuda)
+        else:
             self.opt = torch.optim.Adam([flat.param], lr=trainer.lr, fused=True, capturable=flat.param.is_cuda)
         self.direct: tuple | None = None  # the fused kernel's arguments, once torch's first step made the state
         self.probed = False  # whether the state was looked at for them (SGD and amsgrad have none)
@@ -101,7 +154,8 @@ class Optimizer:
 
     def _direct_call(self) -> tuple | None:
         group = self.opt.param_groups[0]
-        if not isinstance(self.opt, torch.optim.Adam) or not hasattr(torch, "_fused_adam_") or group["amsgrad"]:
+        adam = isinstance(self.opt, (FusedAdam, torch.optim.Adam))
+        if not adam or not hasattr(torch, "_fused_adam_") or group["amsgrad"]:
             return None
         p = self.flat.param
         st = self.opt.state[p]
