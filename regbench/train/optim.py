@@ -2,8 +2,8 @@
 
 A population's parameters are a handful of [K, ...] tensors; torch.optim's foreach Adam still pays seven kernels
 per tensor and its Python, ~1.2 ms a step for the benchmark's 36-member MLP. Here the module's parameters (and
-their gradients) are views into one flat parameter, and torch's own Adam steps that one tensor: with fused=True a
-single kernel, 0.16 ms.
+their gradients) are views into one flat parameter, and torch's fused Adam kernel steps that one tensor: a single
+kernel, 0.16 ms.
 
 Why fused Adam is safe here, when it was not on separate tensors: its CPU kernel splits the work into 16-float
 units, runs a SIMD loop over each thread's share and a scalar loop over the remainder, and the two round
