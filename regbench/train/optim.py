@@ -86,9 +86,13 @@ class FusedAdam:
             self.state[p] = {"step": step, "exp_avg": zeros(), "exp_avg_sq": zeros()}
         st = self.state[p]
         st["step"].add_(1)
+        torch._fused_adam_([p], [p.grad], [st["exp_avg"]], [st["exp_avg_sq"]], [], [st["step"]], **self.kernel_kwargs())
+
+    def kernel_kwargs(self) -> dict:
+        """torch._fused_adam_'s keyword arguments: the hyperparameters, as torch's _fused_adam passes them."""
+        group = self.param_groups[0]
         beta1, beta2 = group["betas"]
-        torch._fused_adam_(
-            [p], [p.grad], [st["exp_avg"]], [st["exp_avg_sq"]], [], [st["step"]],
+        return dict(
             amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
             eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
         )  # fmt: skip
@@ -119,18 +123,17 @@ class Optimizer:
         self.flat = flat
         if trainer.optimizer == "sgd":
             self.opt = torch.optim.SGD([flat.param], lr=trainer.lr, momentum=trainer.momentum)
-        elif hasattr(torch, "_fused_adam_"):
+        else:
             # capturable: its step count stays on the device, so a CUDA graph can hold the step (graph.py)
             self.opt = FusedAdam(flat.param, trainer.lr, capturable=flat.param.is_cuda)
-        else:
-            self.opt = torch.optim.Adam([flat.param], lr=trainer.lr, fused=True, capturable=flat.param.is_cuda)
-        self.direct: tuple | None = None  # the fused kernel's arguments, once torch's first step made the state
-        self.probed = False  # whether the state was looked at for them (SGD and amsgrad have none)
+        self.direct: tuple | None = None  # the fused kernel's arguments, once the first step made the state
+        self.probed = False  # whether the state was looked at for them (SGD has none)
         self.by_block: list[tuple] = []  # the same arguments for each of flat.blocks (step_group)
 
     def step(self) -> None:
-        """torch's Adam step. After the first, the two calls it comes down to are made directly: its Python wrapper
-        (hooks, grouping by device, checks) cost ~80 us a step, as much as the kernel for a small population."""
+        """The optimizer's step. After Adam's first, which makes its state, the two calls it comes down to are made
+        directly: even FusedAdam.step's few lines of Python are a visible share of a small population's step (torch's
+        own Adam.step, hooks, grouping by device and checks, cost ~80 us, as much as the kernel)."""
         if self.direct is None:
             self.opt.step()
             if not self.probed:
@@ -153,21 +156,14 @@ class Optimizer:
         torch._fused_adam_(*self.by_block[i], **self.direct[1])
 
     def _direct_call(self) -> tuple | None:
-        group = self.opt.param_groups[0]
-        adam = isinstance(self.opt, (FusedAdam, torch.optim.Adam))
-        if not adam or not hasattr(torch, "_fused_adam_") or group["amsgrad"]:
+        if not isinstance(self.opt, FusedAdam):  # SGD: torch's step every time
             return None
         p = self.flat.param
         st = self.opt.state[p]
         args = ([p], [p.grad], [st["exp_avg"]], [st["exp_avg_sq"]], [], [st["step"]])
         data, grad, m, v = p.detach(), p.grad, st["exp_avg"], st["exp_avg_sq"]  # slices share their memory
         self.by_block = [([data[a:b]], [grad[a:b]], [m[a:b]], [v[a:b]], [], [st["step"]]) for a, b in self.flat.blocks]
-        beta1, beta2 = group["betas"]
-        kwargs = dict(
-            amsgrad=False, lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-            eps=group["eps"], maximize=False, grad_scale=None, found_inf=None,
-        )  # fmt: skip
-        return args, kwargs
+        return args, self.opt.kernel_kwargs()
 
     def zero_grad(self) -> None:
         self.flat.zero_grad()
@@ -177,7 +173,7 @@ class Optimizer:
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state)
-        self.direct, self.probed = None, False  # new state tensors: the next step goes through torch, takes them up
+        self.direct, self.probed = None, False  # new state tensors: the next step goes through self.opt, takes them up
 
 
 def make(module: nn.Module, trainer, groups: list[list[nn.Parameter]] | None = None) -> Optimizer:
