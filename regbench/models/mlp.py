@@ -79,32 +79,27 @@ class MLP(MemberModel):
         h = (x.flatten(1) if self.n_in > 1 else x).expand(self.k, -1, -1)  # what matmul broadcasts it to
         for i, lin in enumerate(self.hidden):
             size = (self.k, h.shape[1], lin.weight.shape[1])
-            out = self._flat(f"eval{i % 2}", math.prod(size), x).view(size)
+            out = self._buf(f"eval{i % 2}", size, x)
             h = torch.bmm(h, lin.weight.transpose(1, 2), out=out).add_(lin.bias).relu_()
         return torch.baddbmm(self.head.bias, h, self.head.weight.transpose(1, 2))
 
-    def _flat(self, name: str, n: int, like: torch.Tensor) -> torch.Tensor:
-        """The first n elements of a reused flat scratch tensor, made larger when n outgrows it: a split's shorter
-        last chunk takes the start of the buffer its full chunks used, and the next split's full chunks find it."""
+    def _buf(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A scratch tensor reused every step or evaluation chunk: a view of the start of a flat buffer, made larger
+        only when a shape outgrows it (a split's shorter last chunk takes the start of the buffer its full chunks
+        used). The large intermediates are written into the same memory each time: fresh ones cost page faults on
+        CPU (glibc hands big blocks back to the OS and maps them again), which made ReLU's backward, a select over
+        1.4 MB, take 0.8 ms instead of 30 us."""
+        n = math.prod(shape)
         buf = self._scratch.get(name)
         if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
             buf = self._scratch[name] = torch.empty(n, dtype=like.dtype, device=like.device)
-        return buf[:n]
-
-    def _buf(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A scratch tensor reused every step. The step's large intermediates are written into the same memory each
-        time: fresh ones cost page faults on CPU (glibc hands big blocks back to the OS and maps them again), which
-        made ReLU's backward, a select over 1.4 MB, take 0.8 ms instead of 30 us."""
-        buf = self._scratch.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._scratch[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
-        return buf
+        return buf[:n].view(shape)
 
     def _const(self, name: str, shape: tuple[int, ...], like: torch.Tensor, value: float) -> torch.Tensor:
-        """A scratch tensor filled with `value` once, when made: the step only ever reads it."""
+        """A scratch tensor filled with `value` once, when its buffer is made: the step only ever reads it."""
         made = self._scratch.get(name)
         buf = self._buf(name, shape, like)
-        return buf if buf is made else buf.fill_(value)
+        return buf if self._scratch[name] is made else buf.fill_(value)
 
     def layers(self) -> list[list[nn.Parameter]]:
         """Each layer's parameters (weight, bias), in the order of train_step's `done` calls' indices."""
