@@ -5,8 +5,9 @@
       one population, baselines shared.
 Sweep: MNIST-1D, MLP 40-100-100-10, batch 100, a fixed number of Adam steps, 8 regularizer settings x 4 seeds.
 Prints seconds per run, `speedup: <ratio>`, achieved GFLOP/s against an fp32 matmul peak measured here, peak
-memory and both sides' mean test accuracy. The sides take turns (textbook blocks, regbench sweeps between them,
-the matmul peak before each block), so a machine whose speed drifts is the same machine for both.
+memory, both sides' mean test accuracy, and the step's products timed alone: the ceiling on the share of the
+peak, what is left to the element-wise work. The sides take turns (textbook blocks, regbench sweeps between them,
+the matmul peak and the products before each block), so a machine whose speed drifts is the same machine for both.
     make bench    (or: python bench/bench.py --steps 500 --device cuda)
 """
 
@@ -56,9 +57,50 @@ def matmul_peak(device, n=1024, seconds=1.0) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+def products_ceiling(device, members, batch, seconds=1.0) -> float:
+    """Seconds a training step of `members` members spends in its matrix products alone: the forward and backward
+    products of MLP.train_step, in its layouts, back to back on random data, with none of the step's element-wise
+    work (bias, ReLU, dropout, softmax, Adam, penalties). A step with these products, its element-wise work fused
+    or not, cannot be faster: the share of the matmul peak this gives is that step's ceiling on this machine, and
+    the distance from it to regbench's share is what the element-wise work and the host cost. Counts the products
+    flops_per_run counts (a test checks both against the FLOPs of MLP.train_step)."""
+    k, b, dims = members, batch, DIMS
+    w = [torch.randn(k, o, i, device=device) for i, o in zip(dims, dims[1:])]  # [K, out, in], as BatchedLinear
+    acts = [torch.randn(k, b, d, device=device) for d in dims[:-1]]  # each layer's input, [K, B, in]
+    grads = [torch.randn(k, b, d, device=device) for d in dims[1:-1]]  # hidden layers' output gradients
+    logits, dlogits = torch.empty(k, dims[-1], b, device=device), torch.randn(k, dims[-1], b, device=device)
+    gw = [torch.empty_like(x) for x in w]
+    bias = torch.zeros(k, dims[-1], 1, device=device)
+
+    def step():
+        for i in range(len(w) - 1):  # the hidden layers: [K, B, in] @ [K, in, out]
+            torch.bmm(acts[i], w[i].transpose(1, 2), out=acts[i + 1])
+        torch.baddbmm(bias, w[-1], acts[-1].transpose(1, 2), out=logits)  # the output layer as [K, C, B]
+        torch.bmm(dlogits, acts[-1], out=gw[-1])
+        g = torch.bmm(dlogits.transpose(1, 2), w[-1], out=grads[-1])
+        for i in range(len(w) - 2, -1, -1):
+            torch.bmm(g.transpose(1, 2), acts[i], out=gw[i])
+            if i > 0:
+                g = torch.bmm(g, w[i], out=grads[i - 1])
+
+    step()
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while reps == 0 or time.perf_counter() - t0 < seconds:
+        step()
+        reps += 1
+        sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+def flops_per_example() -> tuple[int, int]:
+    """(forward, backward) FLOPs of one training example through DIMS."""
+    fwd = 2 * sum(i * o for i, o in zip(DIMS, DIMS[1:]))
+    return fwd, fwd + 2 * sum(i * o for i, o in zip(DIMS[1:], DIMS[2:]))  # weight grads, input grads past layer 1
+
+
 def flops_per_run(steps, batch, n_eval) -> float:
-    fwd = 2 * sum(i * o for i, o in zip(DIMS, DIMS[1:]))  # per example
-    bwd = fwd + 2 * sum(i * o for i, o in zip(DIMS[1:], DIMS[2:]))  # weight grads, input grads past layer 1
+    fwd, bwd = flops_per_example()
     return steps * batch * (fwd + bwd) + n_eval * fwd
 
 
@@ -144,10 +186,11 @@ def main():
     runs_list = [(reg, key, value, seed) for reg, key, value in SETTINGS for seed in range(SEEDS)]
     blocks = [runs_list[i :: args.repeats + 1] for i in range(args.repeats + 1)]
     tb_time, rb_times, acc_tb, acc_rb, peak_mb = 0.0, [], [], None, {"textbook": 0.0, "regbench": 0.0}
-    peaks = [peak]
+    peaks, ceilings = [peak], []
     for n, block in enumerate(blocks):
         if n:
             peaks.append(matmul_peak(device))  # the peak drifts too: the share is taken of its mean
+        ceilings.append(products_ceiling(device, runs + SEEDS, args.batch))
         for side in ("textbook", "regbench") if n < args.repeats else ("textbook",):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -181,6 +224,11 @@ def main():
         memory = f"{'peak memory' if device.type == 'cuda' else 'process peak RSS'} {peak_mb[side]:.0f} MB"
         print(f"{side:9s}: {per_run * runs:7.2f} s total, {per_run:.4f} s/run, {gflops:6.1f} GFLOP/s "
               f"({gflops / peak:.1%} of matmul peak), {memory}, test acc {acc_m:.4f} ± {acc_s:.4f}")  # fmt: skip
+    # the products alone, as regbench's step lays them out: a step doing them cannot beat this share here
+    step_s = statistics.mean(ceilings)
+    gflops = args.batch * sum(flops_per_example()) * (runs + SEEDS) / step_s / 1e9
+    print(f"ceiling  : the step's products alone, {step_s * 1e3:.2f} ms a step, {gflops:6.1f} GFLOP/s "
+          f"({gflops / peak:.1%} of matmul peak)")  # fmt: skip
     diff = statistics.mean(acc_rb) - statistics.mean(acc_tb)
     noise = math.sqrt(statistics.variance(acc_tb) / len(acc_tb) + statistics.variance(acc_rb) / len(acc_rb))
     print(f"test acc difference (regbench - textbook): {diff:+.4f}, seed noise (std error) {noise:.4f}")
