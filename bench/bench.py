@@ -43,18 +43,24 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def matmul_peak(device, n=1024, seconds=1.0) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    for _ in range(3):
-        a @ b
+def seconds_per_call(fn, device, seconds, warmup=1, batch=1) -> float:
+    """fn's time per call, calling it for at least `seconds` (and at least once) after `warmup` calls, synchronising
+    the device after every `batch` calls."""
+    for _ in range(warmup):
+        fn()
     sync(device)
     reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(4):
-            a @ b
-        reps += 4
+    while reps == 0 or time.perf_counter() - t0 < seconds:
+        for _ in range(batch):
+            fn()
+        reps += batch
         sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    return (time.perf_counter() - t0) / reps
+
+
+def matmul_peak(device, n=1024, seconds=1.0) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, device, seconds, warmup=3, batch=4) / 1e9
 
 
 def products_ceiling(device, members, batch, seconds=1.0) -> float:
@@ -83,14 +89,7 @@ def products_ceiling(device, members, batch, seconds=1.0) -> float:
             if i > 0:
                 g = torch.bmm(g, w[i], out=grads[i - 1])
 
-    step()
-    sync(device)
-    reps, t0 = 0, time.perf_counter()
-    while reps == 0 or time.perf_counter() - t0 < seconds:
-        step()
-        reps += 1
-        sync(device)
-    return (time.perf_counter() - t0) / reps
+    return seconds_per_call(step, device, seconds)
 
 
 def flops_per_example() -> tuple[int, int]:
@@ -160,6 +159,7 @@ def main():
     device = torch.device(choice)
     torch.set_num_threads(args.threads or os.cpu_count())
     runs = len(SETTINGS) * SEEDS
+    members = runs + SEEDS  # regbench's population: the runs and one shared baseline per seed
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"sweep: MNIST-1D, MLP {'-'.join(map(str, DIMS))}, batch {args.batch}, {args.steps} Adam steps, "
           f"{len(SETTINGS)} settings x {SEEDS} seeds = {runs} runs")  # fmt: skip
@@ -190,7 +190,7 @@ def main():
     for n, block in enumerate(blocks):
         if n:
             peaks.append(matmul_peak(device))  # the peak drifts too: the share is taken of its mean
-        ceilings.append(products_ceiling(device, runs + SEEDS, args.batch))
+        ceilings.append(products_ceiling(device, members, args.batch))
         for side in ("textbook", "regbench") if n < args.repeats else ("textbook",):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -200,8 +200,8 @@ def main():
                 acc_tb += [textbook_run(splits, *run, args.steps, args.batch, device) for run in block]
             else:
                 records = dict(sweep.train_jobs(jobs, budget_bytes=8 << 30))
-                members = [m for r in records.values() for m in r["members"] if m["arm"] != "baseline"]
-                accs = [m["final"]["test_acc"] for m in members]
+                regularized = [m for r in records.values() for m in r["members"] if m["arm"] != "baseline"]
+                accs = [m["final"]["test_acc"] for m in regularized]
                 assert acc_rb is None or accs == acc_rb, "regbench's repetitions must give the same numbers"
                 acc_rb = accs
             sync(device)
@@ -217,8 +217,8 @@ def main():
           f"matmul peak over the run: {', '.join(f'{p:.0f}' for p in peaks)} GFLOP/s, mean {peak:.1f}")  # fmt: skip
     tb, rb = tb_time / runs, statistics.mean(rb_times) / runs
     # regbench also trains the shared baselines, and is charged for them
-    for side, per_run, members, accs in (("textbook", tb, runs, acc_tb), ("regbench", rb, runs + SEEDS, acc_rb)):
-        gflops = work * members / (per_run * runs) / 1e9
+    for side, per_run, trained, accs in (("textbook", tb, runs, acc_tb), ("regbench", rb, members, acc_rb)):
+        gflops = work * trained / (per_run * runs) / 1e9
         acc_m, acc_s = mean_std(accs)
         # CPU: the process's peak resident memory, which cannot be reset between the sides
         memory = f"{'peak memory' if device.type == 'cuda' else 'process peak RSS'} {peak_mb[side]:.0f} MB"
@@ -226,7 +226,7 @@ def main():
               f"({gflops / peak:.1%} of matmul peak), {memory}, test acc {acc_m:.4f} ± {acc_s:.4f}")  # fmt: skip
     # the products alone, as regbench's step lays them out: a step doing them cannot beat this share here
     step_s = statistics.mean(ceilings)
-    gflops = args.batch * sum(flops_per_example()) * (runs + SEEDS) / step_s / 1e9
+    gflops = args.batch * sum(flops_per_example()) * members / step_s / 1e9
     print(f"ceiling  : the step's products alone, {step_s * 1e3:.2f} ms a step, {gflops:6.1f} GFLOP/s "
           f"({gflops / peak:.1%} of matmul peak)")  # fmt: skip
     diff = statistics.mean(acc_rb) - statistics.mean(acc_tb)
