@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from regbench.models.layers import BatchedConv, BatchedLinear
+
 
 @dataclass
 class ModelHints:
@@ -51,6 +53,7 @@ class MemberModel(nn.Module):
         """View a weight as [K, units, fan_in]: one row per output unit (for max-norm constraints, every step)."""
         layer = (self._layer_of or {}).get(id(t))
         if layer is None or layer.weight is not t:  # found once; found again if the model was copied
-            self._layer_of = {id(m.weight): m for m in self.modules() if hasattr(m, "rows")}
+            # by type, not by duck-typing on a method name: dropout's `rows` means something else
+            self._layer_of = {id(m.weight): m for m in self.modules() if isinstance(m, (BatchedLinear, BatchedConv))}
             layer = self._layer_of[id(t)]
         return layer.rows()

@@ -1,0 +1,87 @@
+"""Every regularizer trains beside every other: each pair, and the whole singles preset, as one population.
+
+A pair that cannot share a population turns batching off for a whole sweep (the launcher falls back to one job at
+a time), so these build the populations the batched launcher would and train them for a step or two.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from regbench import models, regularizers, sweep
+from regbench.config import validate_config
+from regbench.models.base import ModelHints
+from regbench.models.layers import MemberDropout
+from regbench.paths import config_dir
+
+TINY = ["dataset.num_samples=300", "trainer.steps=2", "trainer.seeds=1", "trainer.progress=off"]
+MODELS = {"mlp": [], "cnn": ["model.channels=4"]}
+PAIRS = list(itertools.combinations(sorted(regularizers.REGULARIZERS), 2))
+
+
+def _train_all(configs: list, model: str, compose_cfg) -> dict[int, dict]:
+    """Train the jobs as the batched launcher would, each on `model`. Composing is what costs here (a second a
+    job), so callers compose a few configs and build the jobs' variants from their nodes."""
+    model_node = compose_cfg(f"model={model}", *MODELS[model]).model
+    jobs = []
+    for i, cfg in enumerate(configs):
+        cfg = cfg.copy()
+        cfg.model = model_node
+        jobs.append(sweep.Job(i, cfg, validate_config(cfg)))
+    assert len({sweep.group_key(j.spec) for j in jobs}) == 1  # one group: the jobs pool into one population
+    return dict(sweep.train_jobs(jobs, budget_bytes=1 << 34))
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_pair_of_regularizers_trains_in_one_population(compose_cfg, model):
+    every = compose_cfg(*TINY, f"regularizers=[{','.join(sorted(regularizers.REGULARIZERS))}]")
+    configs = []
+    for a, b in PAIRS:
+        cfg = every.copy()
+        cfg.regularizers = {a: every.regularizers[a], b: every.regularizers[b]}
+        configs.append(cfg)
+    records = _train_all(configs, model, compose_cfg)
+    assert len(records) == len(PAIRS)
+    for i, (a, b) in enumerate(PAIRS):
+        (member,) = [m for m in records[i]["members"] if m["arm"] != "baseline"]
+        assert member["arm"] == f"{a}+{b}" and set(member["regularizers"]) == {a, b}
+        assert member["final"]["train_loss"] is not None, (a, b)
+
+
+@pytest.fixture(scope="module")
+def singles():
+    """The singles preset's jobs, composed once for both models."""
+    GlobalHydra.instance().clear()
+    preset = OmegaConf.load(Path(config_dir()) / "experiment" / "singles.yaml")
+    cells = preset.hydra.sweeper.params["+experiment/single"].split(",")
+    with initialize_config_dir(config_dir(), version_base="1.3"):
+        jobs = [compose("config", overrides=["experiment=singles", f"+experiment/single={c}", *TINY]) for c in cells]
+    GlobalHydra.instance().clear()
+    return jobs
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_the_singles_preset_trains_as_batched_populations(compose_cfg, singles, model):
+    records = _train_all(singles, model, compose_cfg)
+    assert len(records) == len(singles)
+    arms = {m["arm"] for r in records.values() for m in r["members"]}
+    assert arms == {"baseline", *regularizers.REGULARIZERS}
+
+
+def test_max_norm_finds_the_weight_layers_beside_dropout_layers():
+    """The layer lookup once picked up dropout (which has a `rows` method of its own) as a weight layer."""
+    from regbench.models.mlp import MlpConfig
+
+    hints = ModelHints.plain(2)
+    hints.dropout = torch.tensor([0.0, 0.5])
+    model = models.build(MlpConfig(), (40,), "sequence", 10, [0, 1], hints)
+    assert any(isinstance(m, MemberDropout) for m in model.modules())
+    for w in model.weights:
+        assert model.weight_rows(w).shape[0] == 2
