@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.regbench-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow test-all lint format smoke bench soak clean
+.PHONY: help install demo test test-slow test-all lint format smoke bench soak gpu-wheels clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,14 @@ bench: install ## Time regbench against a textbook training loop on one sweep (p
 
 soak: install ## Memory across a 200-job sweep in one process (RSS per 25 jobs; a few minutes)
 	$(BIN)/python bench/soak.py --jobs 200
+
+gpu-wheels: install ## Fetch the wheels a lent GPU machine (Python 3.12) lacks into .whl/, for bench/gpu_check.sh
+	mkdir -p .whl
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_17_x86_64 -d .whl \
+		$$($(BIN)/python -m pip list --format=freeze | grep -iE '^(hydra-core|omegaconf|mnist1d)==')
+	$(BIN)/python -m pip wheel -q --no-deps -w .whl \
+		$$($(BIN)/python -m pip list --format=freeze | grep -iE '^antlr4-python3-runtime==')
 
 clean: ## Remove the virtualenv and caches (results/ is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
