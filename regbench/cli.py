@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import regbench
-from regbench.errors import RegbenchError, UsageError
+from regbench.errors import RegbenchError, RunError, UsageError
 
 app = typer.Typer(
     help="Compare regularizers by the train/validation gap they leave, against a paired unregularized baseline.",
@@ -230,11 +230,34 @@ def _table(paths, dataset, model, regularizer, sort=None, descending=False):
         _fail(err)
 
 
-def _plots(table, frame, out) -> None:
+def _unwritable(option: str, path: Path, err: OSError) -> RunError:
+    """One line for a path the report cannot write, naming the option and why (a file in the way, permissions)."""
+    blocker = next((p for p in path.parents if p.exists()), None)
+    why = f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir() else err.strerror
+    return RunError(f"{option} {path}: cannot write there: {why or err}")
+
+
+def _check_folder(option: str, folder: str) -> None:
+    """A plots folder that is a file is a usage error, found before anything is read or written."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        _fail(UsageError(f"{option} {folder}: a file, not a folder; give a folder for the PNG files"))
+
+
+def _make_folder(option: str, folder: str) -> None:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _fail(_unwritable(option, Path(folder), err))
+
+
+def _plots(table, frame, out, option: str) -> None:
     from regbench.report.plots import plot_all
 
-    for path in plot_all(table, frame, out):
-        print(f"wrote {path}")
+    try:
+        for path in plot_all(table, frame, out):
+            print(f"wrote {path}")
+    except OSError as err:
+        _fail(_unwritable(option, Path(out), err))
 
 
 @app.command(help=REPORT_HELP)
@@ -254,17 +277,26 @@ def report(
 
     if fmt not in formats.FORMATS:
         _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))
+    if output and Path(output).is_dir():
+        _fail(UsageError(f"--output {output}: a folder; give a file path for the table"))
+    if plots:
+        _check_folder("--plots", plots)
     frame, table = _table(paths, dataset, model, regularizer, sort, descending)
+    if plots:  # before the table is written: a plots folder that cannot be made leaves nothing behind
+        _make_folder("--plots", plots)
     if output:
         text = formats.render(table, fmt) if fmt != "rich" else _rich_text(table)
-        atomic_write(Path(output), text)
+        try:
+            atomic_write(Path(output), text)
+        except OSError as err:
+            _fail(_unwritable("--output", Path(output), err))
         print(f"wrote {output}")
     elif fmt == "rich":
         formats.rich(table)
     else:
         sys.stdout.write(formats.render(table, fmt))
     if plots:
-        _plots(table, frame, plots)
+        _plots(table, frame, plots, "--plots")
 
 
 def _rich_text(table) -> str:
@@ -283,8 +315,9 @@ def plot(
     model: list[str] = Models,
     regularizer: list[str] = Regs,
 ):
+    _check_folder("--out", out)
     frame, table = _table(paths, dataset, model, regularizer)
-    _plots(table, frame, out)
+    _plots(table, frame, out, "--out")
 
 
 if __name__ == "__main__":
