@@ -264,3 +264,12 @@ def test_a_real_run_at_lr_10_is_flagged_unstable(compose_cfg):
     assert df["unstable"].all() and df["train_acc"].isna().all()
     t = stats.table(df)
     assert t["unstable"].tolist() == [2, 2] and t["pairs"].tolist() == [0, 0]
+    # the table the run itself ends with says so too
+    from rich.console import Console
+
+    from regbench.report.summary import render, summarize
+
+    console = Console(record=True, width=120, file=__import__("io").StringIO())
+    render(summarize(df), console=console)
+    line = next(x for x in console.export_text().splitlines() if "unstable (left out)" in x)
+    assert line.replace("│", " ").split()[-2:] == ["of", "2"] and line.count("2 of 2") == 2
