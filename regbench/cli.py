@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 import regbench
-from regbench.errors import RegbenchError, UsageError
+from regbench.errors import RegbenchError, RunError, UsageError
 
 app = typer.Typer(
     help="Compare regularizers by the train/validation gap they leave, against a paired unregularized baseline.",
@@ -144,21 +144,23 @@ def list_options(
 @app.command("early-stop")
 def early_stop(
     folder: str = typer.Argument(..., help="A run folder holding history.csv (or the history.csv itself)."),
-    settings: list[str] = typer.Argument(None, help="early_stopping settings as key=value, e.g. criterion=gl"),
+    settings: list[str] = typer.Argument(
+        None, help="early_stopping settings as key=value, e.g. criterion=gl; by default the job's own settings"
+    ),
 ):
     """Replay early stopping on a recorded history, without training: when each member would stop, its best epoch.
+
+    The settings are the job's own early_stopping settings (from the result.json beside history.csv), or the
+    defaults when the job used none; those given here override them.
 
     \b
     Examples:
       regbench early-stop results/jobs/mnist1d-mlp-early_stopping-1a2b3c4d5e6f
       regbench early-stop results/jobs/mnist1d-mlp-early_stopping-1a2b3c4d5e6f criterion=gl gl_alpha=2 monitor=val_acc
     """
-    from pathlib import Path
-
     import pandas as pd
 
-    from regbench.errors import UsageError
-    from regbench.regularizers.early_stopping import EarlyStoppingConfig, replay
+    from regbench.regularizers.early_stopping import EarlyStoppingConfig, describe, load_history, replay
     from regbench.results.records import HISTORY
     from regbench.schema import validate
 
@@ -173,13 +175,22 @@ def early_stop(
             if not sep:
                 raise UsageError(f"{item}: expected key=value")
             pairs[key] = yaml_value(value)
-        cfg = validate(pairs, EarlyStoppingConfig, "early_stopping")
-        out = replay(pd.read_csv(path), cfg)
+        own = _job_early_stopping(path.parent)
+        cfg = validate({**own, **pairs}, EarlyStoppingConfig, "early_stopping")
+        out = replay(load_history(path), cfg)
     except RegbenchError as err:
         _fail(err)
+    source = {
+        (True, False): "the job's settings",
+        (True, True): "the job's settings, overridden",
+        (False, True): "given settings, defaults otherwise",
+        (False, False): "default settings: the job used no early stopping",
+    }[bool(own), bool(pairs)]
     console = Console()
     console.print(str(path), style="dim", soft_wrap=True)
-    table = Table(title=f"early stopping by {cfg.criterion} on {cfg.monitor}", title_justify="left")
+    # the settings on a line of their own: a table's title wraps to the table's width
+    console.print(f"early stopping by {describe(cfg)} ({source})", soft_wrap=True)
+    table = Table()
     for col in ("member", "arm", "seed", "stop epoch", "best epoch", "val acc", "test acc", "gap acc"):
         table.add_column(col, justify="right" if col != "arm" else "left")
     for r in out.itertuples():
@@ -188,6 +199,23 @@ def early_stop(
         table.add_row(*map(str, cells), f"{r.val_acc:.3f}", f"{r.test_acc:.3f}", f"{r.gap_acc:.3f}")
     console.print(table)
     console.print("metrics at each member's best epoch before its stop (— : no stop within the budget)", style="dim")
+
+
+def _job_early_stopping(folder: Path) -> dict:
+    """The early_stopping settings the job in `folder` ran with ({} without a record or early stopping)."""
+    from regbench.results import records
+
+    path = folder / records.RESULT
+    if not path.is_file():
+        return {}
+    try:
+        record = records.load(path)
+    except (OSError, ValueError) as err:
+        print(f"regbench: warning: {path}: unreadable ({err}); its job's settings are unknown", file=sys.stderr)
+        return {}
+    config = ((record.get("provenance") or {}).get("config") or {}).get("regularizers") or {}
+    job = (record.get("job") or {}).get("regularizers") or {}
+    return dict(config.get("early_stopping") or job.get("early_stopping") or {})
 
 
 def yaml_value(text: str):
@@ -230,11 +258,34 @@ def _table(paths, dataset, model, regularizer, sort=None, descending=False):
         _fail(err)
 
 
-def _plots(table, frame, out) -> None:
+def _unwritable(option: str, path: Path, err: OSError) -> RunError:
+    """One line for a path the report cannot write, naming the option and why (a file in the way, permissions)."""
+    blocker = next((p for p in path.parents if p.exists()), None)
+    why = f"{blocker} is a file, not a folder" if blocker is not None and not blocker.is_dir() else err.strerror
+    return RunError(f"{option} {path}: cannot write there: {why or err}")
+
+
+def _check_folder(option: str, folder: str) -> None:
+    """A plots folder that is a file is a usage error, found before anything is read or written."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        _fail(UsageError(f"{option} {folder}: a file, not a folder; give a folder for the PNG files"))
+
+
+def _make_folder(option: str, folder: str) -> None:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _fail(_unwritable(option, Path(folder), err))
+
+
+def _plots(table, frame, out, option: str) -> None:
     from regbench.report.plots import plot_all
 
-    for path in plot_all(table, frame, out):
-        print(f"wrote {path}")
+    try:
+        for path in plot_all(table, frame, out):
+            print(f"wrote {path}")
+    except OSError as err:
+        _fail(_unwritable(option, Path(out), err))
 
 
 @app.command(help=REPORT_HELP)
@@ -254,17 +305,26 @@ def report(
 
     if fmt not in formats.FORMATS:
         _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))
+    if output and Path(output).is_dir():
+        _fail(UsageError(f"--output {output}: a folder; give a file path for the table"))
+    if plots:
+        _check_folder("--plots", plots)
     frame, table = _table(paths, dataset, model, regularizer, sort, descending)
+    if plots:  # before the table is written: a plots folder that cannot be made leaves nothing behind
+        _make_folder("--plots", plots)
     if output:
         text = formats.render(table, fmt) if fmt != "rich" else _rich_text(table)
-        atomic_write(Path(output), text)
+        try:
+            atomic_write(Path(output), text)
+        except OSError as err:
+            _fail(_unwritable("--output", Path(output), err))
         print(f"wrote {output}")
     elif fmt == "rich":
         formats.rich(table)
     else:
         sys.stdout.write(formats.render(table, fmt))
     if plots:
-        _plots(table, frame, plots)
+        _plots(table, frame, plots, "--plots")
 
 
 def _rich_text(table) -> str:
@@ -283,8 +343,9 @@ def plot(
     model: list[str] = Models,
     regularizer: list[str] = Regs,
 ):
+    _check_folder("--out", out)
     frame, table = _table(paths, dataset, model, regularizer)
-    _plots(table, frame, out)
+    _plots(table, frame, out, "--out")
 
 
 if __name__ == "__main__":

@@ -83,10 +83,10 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None, folder: Path | Non
     label = f"{spec.dataset.name}/{spec.model.name}/{'+'.join(spec.regularizers) or 'baseline'}"
     bar = progress.choose(spec.trainer.progress, label)
     pop = train_population(splits, spec.model, spec.trainer, members, device, bar, ckpt)
-    return make_record(cfg, spec, splits.sizes(), pop, device)
+    return make_record(cfg, spec, splits.sizes(), pop, device, splits.n_classes)
 
 
-def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device) -> dict:
+def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device, classes: int | None = None) -> dict:
     """A job's record from its trained population (also a job's share of a larger sweep population)."""
     rid = store.run_id(spec)
     finals = pop.final.tolist()
@@ -98,6 +98,7 @@ def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device) -> dict:
             "model": spec.model.name,
             "regularizers": spec.regularizer_params(),
             "sizes": sizes,
+            "classes": classes,  # what chance accuracy is: the report judges unstable members by it
         },
         "members": [
             {

@@ -136,7 +136,7 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
                 parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
         pop = merge(parts)
         for job, idx in zip(group, wanted):
-            yield job.index, make_record(job.cfg, job.spec, splits.sizes(), pop.select(idx), device)
+            yield job.index, make_record(job.cfg, job.spec, splits.sizes(), pop.select(idx), device, splits.n_classes)
 
 
 __all__ = ["Job", "apart", "group_key", "member_bytes", "member_key", "merge", "train_jobs", "uses_batch_norm"]

@@ -30,8 +30,11 @@ def write(
     epochs=2,
     device="cpu",
     history=True,
+    diverged=(),
+    classes=None,
 ) -> Path:
-    """members: (arm, seed, regularizers, final metrics). history: two epochs per member, ending at the finals."""
+    """members: (arm, seed, regularizers, final metrics). history: two epochs per member, ending at the finals.
+    diverged: indices of members recorded as diverged (null final metrics, NaN history). classes: job.classes."""
     regs = next((r for _, _, r, _ in members if r), {})
     config = {
         "dataset": {"name": dataset, "num_samples": 600},
@@ -51,21 +54,23 @@ def write(
                         "seed": seed,
                         "epoch": epoch,
                         "step": epoch * 4,
-                        **{c: final[c] * scale for c in COLUMNS},
+                        **{c: float("nan") if i in diverged else final[c] * scale for c in COLUMNS},
                     }
                 )
     result = {
         "format": records.FORMAT,
-        "job": {"dataset": dataset, "model": model, "regularizers": regs, "sizes": {}},
+        "job": {"dataset": dataset, "model": model, "regularizers": regs, "sizes": {}}
+        | ({} if classes is None else {"classes": classes}),
         "members": [
             {
                 "member": i,
                 "arm": arm,
                 "seed": seed,
                 "regularizers": r,
-                "final": final,
+                "final": {k: None for k in final} if i in diverged else final,
                 "epochs": epochs,
-                "frozen_at_epoch": None,
+                "frozen_at_epoch": 1 if i in diverged else None,
+                "diverged": i in diverged,
                 "steps": 8,
             }
             for i, (arm, seed, r, final) in enumerate(members)

@@ -112,3 +112,27 @@ def test_missing_or_unreadable_data_files_are_refused_before_launch(invoke, tmp_
     (tmp_path / "corrupt.csv").write_text("a,b,label\n1,2,0\nx,y\n")
     r = invoke(*args)
     assert (r.exit_code, r.stderr) == (code, f"regbench: error: {message}\n")
+
+
+HEADER = "member,arm,seed,epoch,step,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc\n"
+
+
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        ("", "empty; a history has a header (member,arm,seed,epoch,train_loss,"),
+        (HEADER, "no rows, only a header"),
+        ("member,arm,epoch\n0,baseline,1\n", "missing columns seed, train_loss, train_acc, val_loss, val_acc,"),
+        (HEADER + "0,baseline,0,one,4,1,0.5,1,0.5,1,0.5\n", "non-numeric values in columns epoch"),
+        (
+            HEADER + "0,baseline,0,1,4,1,0.5,1,0.5,1,0.5\n1,baseline,1\n",
+            "missing or fractional values in columns epoch",
+        ),
+        ('"unclosed,\n', "not readable as csv: "),
+    ],
+)
+def test_a_malformed_history_is_one_line_naming_the_file(tmp_path, content, why):
+    (tmp_path / "history.csv").write_text(content)
+    r = CliRunner().invoke(app, ["early-stop", str(tmp_path)])
+    assert r.exit_code == 1, r.output
+    assert r.stderr.startswith(f"regbench: error: {tmp_path / 'history.csv'}: {why}") and r.stderr.count("\n") == 1

@@ -172,3 +172,31 @@ def test_bad_settings_of_the_new_regularizers_name_the_key(compose_cfg, override
     with pytest.raises(UsageError) as err:
         validate_config(compose_cfg(f"regularizers=[{name}]", override))
     assert str(err.value).startswith(message)
+
+
+def test_early_stop_replays_the_jobs_own_settings_unless_told_otherwise(compose_cfg, tmp_path):
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+    from regbench.experiment import run_experiment
+    from regbench.results import records
+
+    cfg = compose_cfg(
+        *TINY, "trainer.epochs=10", "regularizers=[early_stopping]", "regularizers.early_stopping.patience=2"
+    )
+    result = run_experiment(cfg)
+    records.save(result, tmp_path)
+    own = {m["member"]: m["stop_epoch"] for m in result["members"] if m["arm"] == "early_stopping"}
+    assert all(e is not None for e in own.values())  # patience 2 stops within 10 epochs; the default 10 cannot
+    runner = CliRunner()
+    out = runner.invoke(app, ["early-stop", str(tmp_path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "early stopping by patience on val_loss, patience=2, min_delta=0.0 (the job's settings)" in out.stdout
+    history = pd.read_csv(tmp_path / "history.csv")
+    replayed = replay(history, EarlyStoppingConfig(patience=2)).set_index("member")["stop_epoch"]
+    assert {m: replayed[m] for m in own} == own  # the job's own stops, as the record has them
+    shown = [line.replace("│", " ").split()[:4] for line in out.stdout.splitlines()]
+    seeds = {m["member"]: m["seed"] for m in result["members"]}
+    assert all([str(m), "early_stopping", str(seeds[m]), str(stop)] in shown for m, stop in own.items())
+    out = runner.invoke(app, ["early-stop", str(tmp_path), "patience=3"], env={"COLUMNS": "200"})
+    assert "patience=3, min_delta=0.0 (the job's settings, overridden)" in out.stdout

@@ -114,10 +114,84 @@ def test_one_seed_says_so_with_no_interval_and_no_p(tmp_path):
     job(tmp_path, "l2", {"strength": 0.001}, BASE[:1], L2[:1])
     t = build([tmp_path])
     r = row(t, "l2(strength=0.001)")
-    assert r["seeds"] == 1 and math.isnan(r["d_gap_acc_lo"]) and math.isnan(r["p_gap_acc"])
+    assert r["seeds"] == 1 and r["pairs"] == 1 and math.isnan(r["d_gap_acc_lo"]) and math.isnan(r["p_gap_acc"])
     md = formats.markdown(t)
-    assert "(1 seed)" in md
+    assert "(1 pair)" in md
     assert "| — |" in md  # the p cell
+
+
+def test_diverged_members_are_counted_and_only_valid_pairs_averaged(tmp_path):
+    # seed 0's regularized member diverged (null metrics), seed 1's baseline diverged: of two seeds trained per
+    # arm, one valid pair remains (seed 2), whose Δ is shown alone, marked, with no interval and no p
+    regs = {"l2": {"strength": 0.001}}
+    members = [("baseline", s, {}, metrics(*BASE[s])) for s in range(3)]
+    members += [("l2", s, regs, metrics(*L2[s])) for s in range(3)]
+    write(tmp_path, members, diverged=(1, 3))
+    t = build([tmp_path])
+    b, r = row(t, "baseline"), row(t, "l2(strength=0.001)")
+    assert (b["seeds"], b["diverged"], r["seeds"], r["diverged"], r["pairs"]) == (3, 1, 3, 1, 1)
+    assert r["train_acc"] == pytest.approx((L2[1][0] + L2[2][0]) / 2)  # the kept members' mean
+    gap = lambda a: a[0] - a[1]  # noqa: E731
+    assert r["d_gap_acc"] == pytest.approx(gap(L2[2]) - gap(BASE[2]))
+    assert math.isnan(r["d_gap_acc_lo"]) and math.isnan(r["p_gap_acc"])
+    md = formats.markdown(t)
+    header = md.splitlines()[0]
+    assert "| seeds | left out | pairs |" in header
+    line = next(x for x in md.splitlines() if "l2(strength=0.001)" in x)
+    assert "| 3 | 1 diverged | 1 |" in line and f"{gap(L2[2]) - gap(BASE[2]):+.3f} (1 pair)" in line
+    back = pd.read_csv(__import__("io").StringIO(formats.csv(t)))
+    assert back[["seeds", "diverged", "unstable", "pairs"]].to_numpy().tolist() == [[3, 1, 0, 0], [3, 1, 0, 1]]
+    js = json.loads(formats.json(t))
+    assert (js[1]["seeds"], js[1]["diverged"], js[1]["unstable"], js[1]["pairs"]) == (3, 1, 0, 1)
+
+
+def test_no_valid_pair_is_not_no_baseline(tmp_path):
+    write(
+        tmp_path,
+        [("baseline", 0, {}, metrics(*BASE[0])), ("l2", 0, {"l2": {"strength": 0.001}}, metrics(*L2[0]))],
+        diverged=(0,),
+    )
+    t = build([tmp_path])
+    assert row(t, "l2(strength=0.001)")["pairs"] == 0
+    assert "no valid pair" in formats.markdown(t) and "no baseline" not in formats.markdown(t)
+
+
+def test_a_blown_up_member_at_chance_is_unstable_and_left_out(tmp_path):
+    # lr=10 leaves members with finite losses in the thousands at 10% accuracy: not numbers to average
+    blown = metrics(0.11, 0.10, 0.09) | {"train_loss": 2300.0, "val_loss": 3900.0, "test_loss": 1900.0}
+    regs = {"l2": {"strength": 0.001}}
+    write(
+        tmp_path,
+        [
+            ("baseline", 0, {}, metrics(*BASE[0])),
+            ("baseline", 1, {}, metrics(*BASE[1])),
+            ("l2", 0, regs, blown),
+            ("l2", 1, regs, metrics(*L2[1])),
+        ],
+        classes=10,
+    )
+    t = build([tmp_path])
+    r = row(t, "l2(strength=0.001)")
+    assert (r["seeds"], r["diverged"], r["unstable"], r["pairs"]) == (2, 0, 1, 1)
+    assert r["train_loss"] == pytest.approx(1 - L2[1][0]) and r["train_acc"] == pytest.approx(L2[1][0])
+    assert "1 unstable" in formats.markdown(t)
+
+
+@pytest.mark.parametrize(
+    "loss,acc,classes,expected",
+    [
+        (4.7, 0.10, 10, True),  # 2·ln(10) = 4.61
+        (4.5, 0.10, 10, False),  # bad, but not blown up past twice the initial loss
+        (50.0, 0.19, 10, True),  # chance + 10% of the way to perfect: 0.19
+        (50.0, 0.25, 10, False),  # it learned something
+        (50.0, 0.55, 2, True),
+        (50.0, 0.10, None, False),  # a record that does not say how many classes: not judged
+    ],
+)
+def test_the_unstable_rule(loss, acc, classes, expected):
+    from regbench.report.frame import unstable
+
+    assert unstable({"train_loss": loss, "train_acc": acc}, classes) is expected
 
 
 def test_markdown_renders_as_a_table(sweep):
@@ -173,3 +247,29 @@ def test_a_member_pairs_with_the_baseline_of_its_own_record(tmp_path):
     job(tmp_path / "b", "dropout", {"p": 0.5}, nudged, DROP)
     d = row(build([tmp_path]), "dropout(p=0.5)")
     assert d["d_gap_acc"] == pytest.approx(np.mean([(r[0] - r[1]) - (b[0] - b[1]) for r, b in zip(DROP, nudged)]))
+
+
+def test_a_real_run_at_lr_10_is_flagged_unstable(compose_cfg):
+    from regbench.experiment import run_experiment
+    from regbench.report.frame import members_frame
+
+    from .conftest import TINY
+
+    record = run_experiment(compose_cfg(*TINY, "trainer.lr=10", "trainer.epochs=3", "regularizers=[l2]"))
+    assert record["job"]["classes"] == 10
+    finals = [m["final"] for m in record["members"]]
+    assert all(not m["diverged"] for m in record["members"])  # finite numbers: nothing else would catch them
+    assert all(f["train_loss"] > 2 * math.log(10) and f["train_acc"] < 0.19 for f in finals)
+    df = members_frame(record)
+    assert df["unstable"].all() and df["train_acc"].isna().all()
+    t = stats.table(df)
+    assert t["unstable"].tolist() == [2, 2] and t["pairs"].tolist() == [0, 0]
+    # the table the run itself ends with says so too
+    from rich.console import Console
+
+    from regbench.report.summary import render, summarize
+
+    console = Console(record=True, width=120, file=__import__("io").StringIO())
+    render(summarize(df), console=console)
+    line = next(x for x in console.export_text().splitlines() if "unstable (left out)" in x)
+    assert line.replace("│", " ").split()[-2:] == ["of", "2"] and line.count("2 of 2") == 2

@@ -81,3 +81,45 @@ def test_empty_folder_missing_path_and_bad_options(tmp_path, monkeypatch):
         2,
         "regbench: error: --format html: unknown format; allowed: rich, markdown, csv, json, latex\n",
     )
+
+
+def test_output_and_plots_paths_that_cannot_be_written_are_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    job(tmp_path / "run", "l2", {"strength": 0.001}, BASE, BASE)
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "adir").mkdir()
+    r = cli("report", "run", "--output", "adir")
+    assert (r.exit_code, r.stderr) == (2, "regbench: error: --output adir: a folder; give a file path for the table\n")
+    # tests run as root, whom permissions do not stop: a file where a folder must be is the OSError they can meet
+    r = cli("report", "run", "--output", "afile/gap.md")
+    msg = "regbench: error: --output afile/gap.md: cannot write there: afile is a file, not a folder\n"
+    assert (r.exit_code, r.stderr) == (1, msg)
+    r = cli("report", "run", "--plots", "afile", "--output", "gap.md")
+    msg = "regbench: error: --plots afile: a file, not a folder; give a folder for the PNG files\n"
+    assert (r.exit_code, r.stderr) == (2, msg)
+    r = cli("report", "run", "--plots", "afile/figs", "--output", "gap.md")
+    msg = "regbench: error: --plots afile/figs: cannot write there: afile is a file, not a folder\n"
+    assert (r.exit_code, r.stderr) == (1, msg)
+    r = cli("plot", "run", "--out", "afile")
+    assert r.exit_code == 2 and r.stderr.startswith("regbench: error: --out afile: a file, not a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile", "run"]  # nothing half-written
+    assert not list((tmp_path / "adir").iterdir())
+
+
+def test_an_unwritable_output_folder_is_one_line(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    job(tmp_path / "run", "l2", {"strength": 0.001}, BASE, BASE)
+    (tmp_path / "ro").mkdir()
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", denied)  # what a read-only folder does to anyone but root
+    r = cli("report", "run", "--output", "ro/gap.md")
+    assert (r.exit_code, r.stderr) == (
+        1,
+        "regbench: error: --output ro/gap.md: cannot write there: Permission denied\n",
+    )
+    assert not list((tmp_path / "ro").iterdir())  # the temporary file is gone too

@@ -23,10 +23,12 @@ run would have ended with, since stopping changes nothing before the stop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
 
+from regbench.errors import RunError
 from regbench.regularizers.base import Regularizer
 from regbench.schema import param
 from regbench.train.metrics import COLUMNS
@@ -167,6 +169,48 @@ class EarlyStopping(Regularizer):
             {"stop_epoch": stop_epoch[j] if stopped[j] else None, "best_epoch": best_epoch[j]} if c else {}
             for j, c in enumerate(self.configs)
         ]
+
+
+# history.csv's columns that a replay reads, and those of them that must be whole numbers on every row
+HISTORY_COLUMNS = ("member", "arm", "seed", "epoch", *COLUMNS)
+INDEX_COLUMNS = ("member", "seed", "epoch")
+# the settings each criterion reads, to say which were used
+CRITERION_SETTINGS = {
+    "patience": ("patience", "min_delta"),
+    "gl": ("gl_alpha",),
+    "pq": ("pq_alpha", "strip"),
+    "up": ("strip", "up_strips"),
+}
+
+
+def describe(cfg: EarlyStoppingConfig) -> str:
+    """The settings a replay with `cfg` uses, e.g. 'patience on val_loss, patience=2, min_delta=0.0'."""
+    used = ", ".join(f"{k}={getattr(cfg, k)}" for k in CRITERION_SETTINGS[cfg.criterion])
+    return f"{cfg.criterion} on {cfg.monitor}, {used}"
+
+
+def load_history(path: Path) -> pd.DataFrame:
+    """A recorded history.csv, checked for what `replay` needs; RunError naming the file and what is wrong."""
+    try:
+        h = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise RunError(f"{path}: empty; a history has a header ({','.join(HISTORY_COLUMNS)}) and rows") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise RunError(f"{path}: not readable as csv: {str(err).strip().splitlines()[-1]}") from None
+    missing = [c for c in HISTORY_COLUMNS if c not in h.columns]
+    if missing:
+        raise RunError(f"{path}: missing columns {', '.join(missing)}; a history has {', '.join(HISTORY_COLUMNS)}")
+    if h.empty:
+        raise RunError(f"{path}: no rows, only a header")
+    numeric = [c for c in HISTORY_COLUMNS if c != "arm"]
+    bad = [c for c in numeric if not pd.api.types.is_numeric_dtype(h[c])]
+    if bad:
+        raise RunError(f"{path}: non-numeric values in columns {', '.join(bad)}")
+    # metrics may be NaN (a diverged member's rows); which member and epoch a row belongs to may not
+    holes = [c for c in INDEX_COLUMNS if h[c].isna().any() or (h[c] != h[c].round()).any()]
+    if holes:
+        raise RunError(f"{path}: missing or fractional values in columns {', '.join(holes)} (a cut-off row?)")
+    return h
 
 
 def replay(history: pd.DataFrame, cfg: EarlyStoppingConfig) -> pd.DataFrame:

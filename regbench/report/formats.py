@@ -18,8 +18,12 @@ from regbench.train.population import BASELINE
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 DELTA_NAMES = {"gap_acc": "Δgap", "val_acc": "Δval", "test_acc": "Δtest"}
 NOTE = (
-    "train/val/test: accuracy/loss, mean over seeds; gap = train − val accuracy. "
-    f"Δ = regularized − baseline of the same seed (paired), mean [{CONFIDENCE:.0%} t-interval over seeds]; "
+    "seeds: trained; members that diverged (loss NaN/inf) or are unstable (final train loss above 2·ln(classes) "
+    "at chance train accuracy) are counted as left out and are in no mean; pairs: regularized and baseline members "
+    "of the same seed, both kept, that the Δ columns average. "
+    "train/val/test: accuracy/loss, mean over the kept seeds; gap = train − val accuracy. "
+    f"Δ = regularized − baseline of the same seed (paired), mean [{CONFIDENCE:.0%} t-interval over pairs], "
+    "the mean alone with 1 pair; "
     "p: paired t-test, Holm-corrected over the table's comparisons of that Δ."
 )
 
@@ -36,37 +40,61 @@ def _p(x: float) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
-def _delta(row, m: str) -> str:
+def _no_delta(row, has_baseline: bool) -> str | None:
+    """Why a regularized row has no Δ (no baseline, or none of its pairs valid); None when it has one."""
+    if row["pairs"]:
+        return None
+    return "no valid pair" if has_baseline else "no baseline"
+
+
+def _delta(row, m: str, has_baseline: bool = True) -> str:
     if row["arm"] == BASELINE:
         return ""
-    if row["pairs"] == 0:
-        return "no baseline"
-    if math.isnan(row[f"d_{m}_lo"]):
-        return f"{_num(row[f'd_{m}'], True)} (1 seed)"
+    why = _no_delta(row, has_baseline)
+    if why:
+        return why
+    if row["pairs"] == 1:  # a mean of one difference: no interval, no test
+        return f"{_num(row[f'd_{m}'], True)} (1 pair)"
     return f"{_num(row[f'd_{m}'], True)} [{_num(row[f'd_{m}_lo'], True)}, {_num(row[f'd_{m}_hi'], True)}]"
 
 
-def _delta_cell(row, m: str) -> str:
+def _delta_cell(row, m: str, has_baseline: bool = True) -> str:
     """Mean, interval and corrected p stacked in one cell, so three deltas fit an 80-column terminal."""
-    if row["pairs"] == 0:
-        return "no baseline"
-    if math.isnan(row[f"d_{m}_lo"]):
-        return f"{_num(row[f'd_{m}'], True)}\n(1 seed)"
+    why = _no_delta(row, has_baseline)
+    if why:
+        return why
+    if row["pairs"] == 1:
+        return f"{_num(row[f'd_{m}'], True)}\n(1 pair)"
     lo, hi = row[f"d_{m}_lo"], row[f"d_{m}_hi"]
     return f"{_num(row[f'd_{m}'], True)}\n[{lo:+.3f}, {hi:+.3f}]\np={_p(row[f'p_{m}'])}"
+
+
+def _baselines(t: pd.DataFrame) -> set:
+    """The (dataset, model, context) triples that have a baseline row in the table."""
+    return set(map(tuple, t.loc[t["arm"] == BASELINE, ["dataset", "model", "context"]].to_numpy().tolist()))
+
+
+def _left_out(r) -> str:
+    """Diverged and unstable members of a group, left out of its means: e.g. '1 diverged, 1 unstable', or '0'."""
+    parts = [f"{int(r[k])} {k}" for k in ("diverged", "unstable") if r[k]]
+    return ", ".join(parts) or "0"
 
 
 def readable(t: pd.DataFrame) -> pd.DataFrame:
     """The shown columns as strings: a row per group."""
     rows = []
+    based = _baselines(t)
     for _, r in t.iterrows():
         row = {"dataset": r["dataset"], "model": r["model"], "config": r["config"], "regularizers": r["setting"]}
         row["seeds"] = str(r["seeds"])
+        row["left out"] = _left_out(r)
+        row["pairs"] = "" if r["arm"] == BASELINE else str(r["pairs"])
+        has_baseline = (r["dataset"], r["model"], r["context"]) in based
         for split in ("train", "val", "test"):
             row[split] = f"{_num(r[f'{split}_acc'])}/{_num(r[f'{split}_loss'])}"
         row["gap"] = _num(r["gap_acc"])
         for m in DELTAS:
-            row[f"{DELTA_NAMES[m]} [95% CI]"] = _delta(r, m)
+            row[f"{DELTA_NAMES[m]} [95% CI]"] = _delta(r, m, has_baseline)
             row[f"p({DELTA_NAMES[m]})"] = "" if r["arm"] == BASELINE else _p(r[f"p_{m}"])
         rows.append(row)
     out = pd.DataFrame(rows, columns=list(rows[0]) if rows else None)
@@ -130,6 +158,11 @@ def rich(t: pd.DataFrame, console: Console | None = None) -> None:
     console = console or Console()
     r = readable(t)
     metrics = ["regularizers", "seeds", "train", "val", "test", "gap"]
+    # the members left out stacked under the seeds trained, so a table with none is as narrow as ever
+    r["seeds"] = [
+        "\n".join([str(row["seeds"])] + [f"{int(row[k])} {k}" for k in ("diverged", "unstable") if row[k]])
+        for _, row in t.iterrows()
+    ]
     for key, idx in t.groupby(["dataset", "model", "config"], sort=False).groups.items():
         title = " / ".join(key[:2]) + (f"  ({key[2]})" if key[2] else "")
         table = Table(title=title, title_justify="left")
@@ -145,8 +178,10 @@ def rich(t: pd.DataFrame, console: Console | None = None) -> None:
         table.add_column("regularizers", overflow="fold")
         for m in DELTAS:
             table.add_column(DELTA_NAMES[m], justify="right")
+        has_baseline = bool((t.loc[idx, "arm"] == BASELINE).any())
         for _, row in reg.iterrows():
-            table.add_row(row["setting"], *(_delta_cell(row, m) for m in DELTAS))
+            pairs = f"{row['pairs']} pair{'s' * (row['pairs'] != 1)}"
+            table.add_row(f"{row['setting']}\n{pairs}", *(_delta_cell(row, m, has_baseline) for m in DELTAS))
         console.print(table)
     console.print(NOTE, style="dim")
 

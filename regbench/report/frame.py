@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pandas as pd
 
@@ -37,11 +38,31 @@ def context(record: dict) -> str:
     return json.dumps(cfg, sort_keys=True, default=str)
 
 
+# A member is unstable when training blew its loss up and left it guessing: final training loss above
+# UNSTABLE_LOSS x ln(classes) (twice what a uniform guess costs, the loss at initialisation) and training accuracy
+# within UNSTABLE_ACC of the way from chance to perfect. Its numbers are finite but meaningless (a loss in the
+# thousands at 10% accuracy), so the report leaves it out of means like a diverged member and counts it.
+UNSTABLE_LOSS = 2.0
+UNSTABLE_ACC = 0.1
+
+
+def unstable(final: dict, classes: int | None) -> bool:
+    """The rule above; False when the record does not say how many classes there are (older records)."""
+    loss, acc = final.get("train_loss"), final.get("train_acc")
+    if not classes or classes < 2 or loss is None or acc is None:
+        return False
+    chance = 1 / classes
+    blown = not math.isfinite(loss) or loss > UNSTABLE_LOSS * math.log(classes)
+    return blown and acc <= chance + UNSTABLE_ACC * (1 - chance)
+
+
 def members_frame(record: dict, source: str = "") -> pd.DataFrame:
     job = record["job"]
     ctx = context(record)
+    classes = job.get("classes")
     rows = []
     for i, m in enumerate(record["members"]):
+        bad = unstable(m["final"], classes) and not m.get("diverged", False)
         rows.append(
             {
                 "source": source,
@@ -54,10 +75,12 @@ def members_frame(record: dict, source: str = "") -> pd.DataFrame:
                 "regularizers": json.dumps(m["regularizers"], sort_keys=True),
                 "seed": m["seed"],
                 "diverged": bool(m.get("diverged", False)),
-                **m["final"],
+                "unstable": bad,
+                # an unstable member's metrics are left out as a diverged member's are (null in its record)
+                **({k: None for k in m["final"]} if bad else m["final"]),
             }
         )
     df = pd.DataFrame(rows)
-    # a diverged member's metrics are null in its record: NaN here, left out of means by pandas
+    # a diverged member's metrics are null in its record: NaN here, left out of means and pairs
     metrics = [c for c in df.columns if c.endswith(("_loss", "_acc")) or c.startswith("gap_")]
     return df.astype({c: float for c in metrics})

@@ -31,7 +31,8 @@ def dedupe(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_deltas(df: pd.DataFrame) -> pd.DataFrame:
-    """A row per regularized member: its metrics minus its baseline's, the same seed in the same context."""
+    """A row per valid pair: a regularized member's metrics minus its baseline's, the same seed in the same context,
+    both finite (neither diverged nor unstable)."""
     base = df[df["arm"] == BASELINE]
     reg = dedupe(df[df["arm"] != BASELINE]).reset_index()
     own_keys = ["source", "seed"]
@@ -42,7 +43,8 @@ def paired_deltas(df: pd.DataFrame) -> pd.DataFrame:
     out = joined[GROUP + ["arm", "seed", "source", "member"]].copy()
     for m in METRICS:
         out[m] = joined[m] - joined[f"{m}_base"]
-    return out
+    # a pair where either member diverged or is unstable (its metrics NaN) compares nothing: it is not a pair
+    return out[np.isfinite(out[METRICS].to_numpy(dtype=float)).all(axis=1)]
 
 
 def t_interval(values) -> tuple[float, float, float]:
@@ -115,10 +117,13 @@ def table(df: pd.DataFrame) -> pd.DataFrame:
         row["config"] = labels[row["context"]]
         row["arm"] = g["arm"].iloc[0]
         row["regularizers"] = g["regularizers"].iloc[0]
+        # seeds trained; diverged and unstable members are among them, counted, and left out of the means (NaN)
         row["seeds"] = int(g["seed"].nunique())
+        row["diverged"] = int(g["diverged"].sum())
+        row["unstable"] = int(g["unstable"].sum())
         for m in METRICS:
             row[m] = g[m].mean()
-            row[f"{m}_std"] = g[m].std(ddof=1) if len(g) > 1 else math.nan
+            row[f"{m}_std"] = g[m].std(ddof=1)
         d = by_group.get(key) if row["arm"] != BASELINE else None
         row["pairs"] = 0 if d is None else len(d)
         for m in DELTAS:

@@ -37,6 +37,7 @@ def summarize(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
         "delta_std": dg.std(ddof=1).reindex(order),
         "seeds": df.groupby("setting")["seed"].nunique().reindex(order),
         "diverged": df.groupby("setting")["diverged"].sum().reindex(order),
+        "unstable": df.groupby("setting")["unstable"].sum().reindex(order),
         "arms": df.drop_duplicates("setting").set_index("setting")["arm"].reindex(order),
     }
 
@@ -69,9 +70,10 @@ def render(s: dict[str, pd.DataFrame], title: str = "", console: Console | None 
                 cells.append(pm(s["mean"].at[setting, metric], s["std"].at[setting, metric]))
         table.add_row(label, *cells)
     table.add_row("seeds", *[str(int(s["seeds"][st])) if not d else "" for st, d in columns], style="dim")
-    if s["diverged"].sum():
-        cells = [f"{int(s['diverged'][st])} of {int(s['seeds'][st])}" if not d else "" for st, d in columns]
-        table.add_row("diverged (left out)", *cells, style="bold red")
+    for kind in ("diverged", "unstable"):
+        if s[kind].sum():
+            cells = [f"{int(s[kind][st])} of {int(s['seeds'][st])}" if not d else "" for st, d in columns]
+            table.add_row(f"{kind} (left out)", *cells, style="bold red")
     console = console or Console()
     console.print(table)
     for setting in s["mean"].index:
@@ -80,3 +82,8 @@ def render(s: dict[str, pd.DataFrame], title: str = "", console: Console | None 
     console.print("mean ± std over seeds; Δ = regularized − baseline of the same seed (paired).", style="dim")
     if s["diverged"].sum():
         console.print("diverged members (loss NaN/inf) are frozen when detected and left out of means.", style="dim")
+    if s["unstable"].sum():
+        console.print(
+            "unstable members (final train loss above 2·ln(classes), train accuracy at chance) are left out of means.",
+            style="dim",
+        )
