@@ -40,7 +40,12 @@ def _hydra_completion(value: str | None):
         return
     line = os.environ.get("COMP_LINE", "")
     words = line.split()
-    if len(words) > 1 and words[1] == "run" and (len(words) > 2 or line.endswith(" ")):
+    if not value.startswith("query="):  # install=bash, uninstall=bash: the same script as `regbench run -sc ...`
+        from regbench import hydra_app
+
+        sys.argv = ["regbench", "--shell-completion", value]
+        hydra_app.main()
+    elif len(words) > 1 and words[1] == "run" and (len(words) > 2 or line.endswith(" ")):
         # Hydra strips the program's name from the line; `run` goes too, so that Hydra sees only the overrides.
         os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+)\s+run\b", r"\1", line, count=1)
         from regbench import hydra_app

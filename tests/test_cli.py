@@ -173,6 +173,8 @@ def test_hydra_shell_completion_completes_run_overrides_in_bash(tmp_path):
     exe = Path(sys.executable).parent / "regbench"
     script = subprocess.run([exe, "run", "-sc", "install=bash"], capture_output=True, text=True, cwd=tmp_path).stdout
     assert "complete -o nospace -o default -F hydra_bash_completion regbench\n" in script
+    top = subprocess.run([exe, "-sc", "install=bash"], capture_output=True, text=True, cwd=tmp_path).stdout
+    assert top == script  # what `regbench -sc` answers to is the same script's
     assert "dataset=mnist1d" in _bash_complete(script, "regbench run dataset=mn", tmp_path)
     assert "regularizers=" in _bash_complete(script, "regbench run regul", tmp_path)
     assert _bash_complete(script, "regbench ru", tmp_path) == ["run"]
