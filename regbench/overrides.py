@@ -197,8 +197,8 @@ def _short(value: str, limit: int = 80) -> str:
 
 
 def _check_writable(cfg, *keys: str) -> None:
-    """Make the folder Hydra will make (keys joined: the run dir, the sweep dir, a sweep job's dir), then remove
-    what was made: the file system itself says whether the path is too long, under a file, or read-only."""
+    """Make the folder Hydra will make (keys joined: the run dir, the sweep dir, a sweep job's dir) and write in it:
+    the file system itself says whether the path is too long, under a file, or read-only."""
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the dirs, as Hydra does before making them
@@ -220,10 +220,16 @@ def _check_writable(cfg, *keys: str) -> None:
         with tempfile.TemporaryFile(dir=os.path.abspath(path)):  # Hydra writes .hydra/ and the log there
             pass
     except OSError as e:
+        _remove(made)
         cls = UsageError if e.errno == errno.ENAMETOOLONG else RunError
         why = e.strerror or str(e)
         raise cls(f"{key}={_short(path)}: cannot make this folder ({why}); choose another with {key}=PATH") from None
-    finally:
-        for d in reversed(made):
-            with contextlib.suppress(OSError):
-                os.rmdir(d)
+    # The job starts next and makes the parents again; removing only the leaf (a sweep's has another random suffix
+    # than Hydra's) leaves no window where a parallel run's freshly made folder vanishes under it.
+    _remove(made[-1:])
+
+
+def _remove(folders: list[str]) -> None:
+    for d in reversed(folders):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)
