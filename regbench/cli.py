@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import regbench
@@ -19,9 +21,10 @@ from regbench.errors import RegbenchError, RunError, UsageError
 app = typer.Typer(
     help="Compare regularizers by the train/validation gap they leave, against a paired unregularized baseline.",
     no_args_is_help=True,
-    add_completion=False,
+    rich_markup_mode="rich",  # help texts are Rich markup: a literal [ in an example is written \[
     pretty_exceptions_enable=False,
 )
+COMMANDS = ("run", "list", "report", "plot", "early-stop")
 
 
 def _version(value: bool):
@@ -30,10 +33,38 @@ def _version(value: bool):
         raise typer.Exit()
 
 
+def _hydra_completion(value: str | None):
+    """Answer the script of `regbench run -sc install=bash`, which calls `regbench -sc query=bash` with the line
+    typed so far in COMP_LINE: the command names after `regbench`, Hydra's completion of the overrides after `run`."""
+    if not value:
+        return
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split()
+    if not value.startswith("query="):  # install=bash, uninstall=bash: the same script as `regbench run -sc ...`
+        from regbench import hydra_app
+
+        sys.argv = ["regbench", "--shell-completion", value]
+        hydra_app.main()
+    elif len(words) > 1 and words[1] == "run" and (len(words) > 2 or line.endswith(" ")):
+        # Hydra strips the program's name from the line; `run` goes too, so that Hydra sees only the overrides.
+        os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+)\s+run\b", r"\1", line, count=1)
+        from regbench import hydra_app
+
+        sys.argv = ["regbench", "--shell-completion", value]
+        hydra_app.main()
+    elif len(words) <= 2 and not (len(words) == 2 and line.endswith(" ")):
+        typed = words[1] if len(words) == 2 else ""
+        print(" ".join(c for c in COMMANDS if c.startswith(typed)))
+    raise typer.Exit()
+
+
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks (as does HYDRA_FULL_ERROR=1)."),
+    shell_completion: str = typer.Option(
+        None, "--shell-completion", "-sc", callback=_hydra_completion, is_eager=True, hidden=True
+    ),
 ):
     if debug:
         os.environ["REGBENCH_DEBUG"] = "1"  # read by the Hydra shell too, which runs after this callback
@@ -72,18 +103,22 @@ def _summarise(outcomes: list[dict]) -> int:
     return 1 if counts["failed"] else 0
 
 
+RUN_EXAMPLES = """Examples:
+  regbench run                                         # the default run
+  regbench run dataset=digits model=cnn 'regularizers=[dropout]'
+  regbench run 'regularizers=[l2,dropout]' regularizers.dropout.p=0.3
+  regbench run 'regularizers=[l1]' trainer.seeds=5 trainer.epochs=50
+  regbench run -m 'regularizers=[l1],[l2],[dropout]'   # one job folder each
+  regbench run -m experiment=strengths                 # a preset's sweep
+  regbench run --cfg job                               # the composed config
+"""
 RUN_HELP = """Train the baseline and the regularized model over several seeds; print the gap table.
 
 OVERRIDES are Hydra overrides, and Hydra's flags pass through (-m/--multirun, --cfg job, ...).
+An experiment preset (experiment=singles, experiment=strengths) is a sweep: it runs with -m.
 
 \b
-Examples:
-  regbench run                                          # MNIST-1D, MLP, baseline vs [l2, dropout], 3 seeds
-  regbench run dataset=digits model=cnn 'regularizers=[dropout]' regularizers.dropout.p=0.3
-  regbench run 'regularizers=[l1]' trainer.seeds=5 trainer.epochs=50
-  regbench run -m 'regularizers=[l1],[l2],[dropout]'    # one job folder each
-  regbench run --cfg job                                # print the composed config
-"""
+""" + escape(RUN_EXAMPLES)  # Rich markup would take [l2, dropout] for a style tag and drop it
 
 
 @app.command(
@@ -104,7 +139,9 @@ def run(
         _fail(err)
     from regbench import hydra_app
 
-    sys.argv = ["regbench run", *args]
+    # Hydra's -sc install=bash names the program in its `complete` line from argv[0]: that must be `regbench` alone.
+    completion = any(a.split("=")[0] in ("-sc", "--shell-completion") for a in args)
+    sys.argv = ["regbench" if completion else "regbench run", *args]
     if not n_jobs:  # --cfg, --help, ...: Hydra prints and no job runs
         hydra_app.main()
         return

@@ -12,10 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from regbench import data, models, regularizers
 from regbench.errors import UsageError
 from regbench.schema import param, validate
+
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10_000_000
+# Member seeds live in an int64 tensor (the engine's seeds, the dropout streams' keys): 2^62 keeps seed + seeds - 1
+# far inside int64 whatever the seeds count, and is well below what torch.Generator.manual_seed takes (2^64 - 1).
+MAX_SEED = 2**62
 
 
 @dataclass
@@ -24,8 +31,9 @@ class TrainerConfig:
     lr: float = param(1e-2, "learning rate", gt=0.0, le=10.0)
     momentum: float = param(0.9, "SGD momentum (ignored by adam)", ge=0.0, lt=1.0)
     batch_size: int = param(100, "examples per minibatch", ge=1)
-    epochs: int = param(100, "passes over the training split", ge=1)
-    steps: int | None = param(None, "optimizer steps; overrides epochs when set", ge=1)
+    # Caps on the budget: a typo such as epochs=1e9 would otherwise run for ever rather than fail at once.
+    epochs: int = param(100, "passes over the training split (at most 100000)", ge=1, le=MAX_EPOCHS)
+    steps: int | None = param(None, "optimizer steps; overrides epochs when set (at most 10000000)", ge=1, le=MAX_STEPS)
     eval_every: int = param(1, "evaluate every this many epochs (and after the last step)", ge=1)
     device: str = param("auto", "auto picks CUDA when present", choices=["auto", "cpu", "cuda"])
     precision: str = param(
@@ -38,7 +46,7 @@ class TrainerConfig:
         "on the CPU, flush denormal floats to zero on every thread; false: IEEE gradual underflow (slow on many CPUs)",
     )
     seeds: int = param(3, "seeds per arm (each seed pairs a baseline and a regularized member)", ge=1, le=10000)
-    seed: int = param(0, "first seed; seeds are seed, seed+1, ...", ge=0)
+    seed: int = param(0, "first seed; seeds are seed, seed+1, ... (at most 2^62)", ge=0, le=MAX_SEED)
     progress: str = param(
         "auto", "auto: a live bar on a terminal, log lines otherwise", choices=["auto", "bar", "log", "off"]
     )
@@ -74,6 +82,18 @@ def _group(cfg: DictConfig, key: str, registry_get) -> Any:
 
 
 def validate_config(cfg: DictConfig) -> Spec:
+    try:
+        return _validate_config(cfg)
+    except OmegaConfBaseException as e:  # an interpolation that points nowhere, or at itself
+        key = getattr(e, "full_key", None) or ""
+        node = OmegaConf.to_container(cfg, resolve=False)
+        for part in key.split(".") if key else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        why = str(e).splitlines()[0]
+        raise UsageError(f"{key}={node}: {why[:1].lower()}{why[1:]}" if key else why) from None
+
+
+def _validate_config(cfg: DictConfig) -> Spec:
     unknown = [k for k in cfg if k not in TOP_LEVEL and k != "hydra"]
     if unknown:
         raise UsageError(f"{unknown[0]}: unknown top-level key; allowed: {', '.join(TOP_LEVEL)}")

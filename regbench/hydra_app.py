@@ -15,19 +15,17 @@ import secrets
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.plugins import Plugins
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.regbench_launcher.regbench_launcher import RegbenchLauncher
-from regbench.config import validate_config
-from regbench.experiment import run_experiment
 from regbench.paths import config_dir
-from regbench.report.frame import members_frame
-from regbench.report.summary import render, summarize
 from regbench.results import records, store
+
+# torch, the engine and pandas are imported where a job needs them: `regbench run --cfg job`, --help and shell
+# completion come through this module and print in a fraction of a second without them.
 
 log = logging.getLogger("regbench")
 STATUS_ENV = "REGBENCH_STATUS"
@@ -43,6 +41,8 @@ def _job_config(root: DictConfig) -> DictConfig:
 
 
 def _run_id(*, _root_: DictConfig) -> str:
+    from regbench.config import validate_config
+
     return store.run_id(validate_config(_job_config(_root_)))
 
 
@@ -52,10 +52,15 @@ def _job_subdir(jobs_root: str, *, _root_: DictConfig) -> str:
     return os.path.relpath(target, os.path.abspath(str(_root_.hydra.sweep.dir)))
 
 
-# Cached per config and copied by Hydra into each job of a sweep, so a sweep folder's suffix is drawn once.
-OmegaConf.register_new_resolver("regbench_uid", lambda: secrets.token_hex(3), use_cache=True, replace=True)
-OmegaConf.register_new_resolver("regbench_run_id", _run_id, replace=True)
-OmegaConf.register_new_resolver("regbench_job_subdir", _job_subdir, replace=True)
+def register_resolvers() -> None:
+    """The resolvers configs/config.yaml names in hydra.run.dir and hydra.sweep.dir/subdir."""
+    # Cached per config and copied by Hydra into each job of a sweep, so a sweep folder's suffix is drawn once.
+    OmegaConf.register_new_resolver("regbench_uid", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("regbench_run_id", _run_id, replace=True)
+    OmegaConf.register_new_resolver("regbench_job_subdir", _job_subdir, replace=True)
+
+
+register_resolvers()
 
 
 def debug() -> bool:
@@ -75,6 +80,9 @@ def _report(out: Path, rid: str, status: str, error: str = "") -> None:
 
 
 def _show(result: dict) -> float | None:
+    from regbench.report.frame import members_frame
+    from regbench.report.summary import render, summarize
+
     render(summarize(members_frame(result)), title=f"{result['job']['dataset']} / {result['job']['model']}")
     reg = [m["final"]["val_acc"] for m in result["members"] if m["arm"] != "baseline"]
     reg = [v for v in reg if v is not None]
@@ -84,6 +92,8 @@ def _show(result: dict) -> float | None:
 def pin_gpu() -> None:
     """Under a multi-process launcher (joblib, submitit), job n takes GPU n mod the visible count: one device per
     process. (regbench's own launcher trains every population in its one process and does not come here.)"""
+    import torch
+
     count = torch.cuda.device_count()
     hc = HydraConfig.get()
     if count > 1 and hc.mode == RunMode.MULTIRUN:
@@ -93,13 +103,23 @@ def pin_gpu() -> None:
 def cap_threads() -> None:
     """A launcher that allots each job some CPUs (submitit's cpus_per_task, local or on Slurm) gets that many torch
     threads per job; torch would otherwise take every core in each of the parallel processes."""
+    import torch
+
     cpus = HydraConfig.get().launcher.get("cpus_per_task")
     if cpus:
         torch.set_num_threads(int(cpus))
 
 
+def run_experiment(cfg: DictConfig, spec, **kw) -> dict:
+    from regbench.experiment import run_experiment as run
+
+    return run(cfg, spec, **kw)
+
+
 def run_job(cfg: DictConfig, trained: dict | None = None) -> float | None:
     """One job: `trained` is its record when regbench's launcher already trained it inside a sweep population."""
+    from regbench.config import validate_config
+
     out = Path(HydraConfig.get().runtime.output_dir)
     rid = out.name
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from regbench.errors import UsageError
@@ -31,7 +32,8 @@ def sections() -> list[tuple[str, type | None, dict[str, tuple[type, str]]]]:
 def _rows(table: Table, schema: type, skip: set[str]) -> None:
     for pname, default, allowed, help_ in describe(schema):
         if pname not in skip:
-            table.add_row(f"  {pname}", default, allowed, help_)
+            # cells are Rich markup: a default such as [l2] or a help text with [a, b] must print as typed
+            table.add_row(f"  {pname}", *map(escape, (default, allowed, help_)))
 
 
 def show(what: str | None = None, console: Console | None = None) -> None:
@@ -56,7 +58,8 @@ def show(what: str | None = None, console: Console | None = None) -> None:
             if what not in (None, group, name):
                 continue
             table.add_section()
-            table.add_row(f"[bold]{name}[/bold]", "", "", summary)
+            table.add_row(f"[bold]{name}[/bold]", "", "", escape(summary))
             _rows(table, schema, skip)
         console.print(table)
-    console.print("Choose with e.g. dataset=digits model=cnn 'regularizers=[l2,dropout]' regularizers.l2.strength=1e-3")
+    example = "dataset=digits model=cnn 'regularizers=[l2,dropout]' regularizers.l2.strength=1e-3"
+    console.print(f"Choose with e.g. {escape(example)}")

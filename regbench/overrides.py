@@ -7,7 +7,12 @@ size); the first problem is one line (exit code 2, or 1 for a missing GPU or dat
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
+import sys
+import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -17,9 +22,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regbench.config import validate_config
-from regbench.errors import UsageError, unknown_name
-from regbench.experiment import preflight
+from regbench.errors import RunError, UsageError, unknown_name
 from regbench.paths import config_dir
 
 GROUPS = ("dataset", "model", "regularizers", "trainer", "experiment")
@@ -112,10 +115,16 @@ def _composition_error(e: Exception, overrides: list[str]) -> UsageError:
 
 
 def check(args: list[str]) -> int:
-    """Validate every job the command would run; returns how many were checked."""
+    """Validate every job the command would run; returns how many were checked (0: a print-only command)."""
     overrides, multirun, print_only = split_args(args)
     if print_only:
         return 0
+    # Only here, past the print-only flags: validation and the data checks import torch (seconds), --cfg need not.
+    from regbench.config import validate_config
+    from regbench.experiment import preflight
+    from regbench.hydra_app import register_resolvers
+
+    register_resolvers()  # hydra.run.dir names the job by ${regbench_run_id:}
     parser = OverridesParser.create()
     parsed = []
     for o in overrides:
@@ -124,10 +133,15 @@ def check(args: list[str]) -> int:
         except HydraException as e:
             detail = str(e).splitlines()[0]
             raise UsageError(f"{o}: not a valid override ({detail}); expected key=value or group=[a,b]") from None
+        if not parsed[-1].key_or_group:
+            raise UsageError(f"{o}: no key before '='; expected key=value or group=[a,b]")
     _check_group_values(parsed)
     with initialize_config_dir(config_dir(), version_base="1.3", job_name="regbench"):
         if not multirun:
-            preflight(validate_config(_compose(overrides)))
+            cfg = _compose(overrides, with_hydra=True)
+            _warn_unused_sweep(cfg)
+            _preflight(preflight, validate_config(cfg))
+            _check_writable(cfg, "hydra.run.dir")
             return 1
         # Hydra's basic sweeper: the preset's hydra.sweeper.params first, the command line's sweeps win.
         base = _compose([o for o in overrides if not _is_sweep(o, parser)], with_hydra=True)
@@ -135,10 +149,87 @@ def check(args: list[str]) -> int:
         preset = [f"{k}={v}" for k, v in params.items()]
         jobs = BasicSweeper.split_arguments(parser.parse_overrides(preset + overrides), None)[0]
         _check_group_values(parser.parse_overrides(preset))
+        if not jobs:
+            empty = [o for o in preset + overrides if _is_sweep(o, parser) and not _sweep_values(o, parser)]
+            raise UsageError(f"{(empty or ['-m'])[0]}: the sweep has no jobs; give each swept key at least one value")
         for job in jobs[:MAX_CHECKED]:
-            preflight(validate_config(_compose(list(job))))
+            _preflight(preflight, validate_config(_compose(list(job))))
+        first = _compose(list(jobs[0]), with_hydra=True)
+        _check_writable(first, "hydra.sweep.dir")
+        _check_writable(first, "hydra.sweep.dir", "hydra.sweep.subdir")  # where the jobs' folders go
         return len(jobs)
 
 
 def _is_sweep(override: str, parser: OverridesParser) -> bool:
     return parser.parse_override(override).is_sweep_override()
+
+
+def _preflight(preflight, spec) -> None:
+    """The data checks, with an OSError the data layer lets through (a path too long for the file system, a folder
+    that cannot be read) as one line naming the dataset key that holds the path."""
+    try:
+        preflight(spec)
+    except OSError as e:
+        name = str(e.filename) if e.filename is not None else ""
+        fields = [k for k, v in vars(spec.dataset).items() if isinstance(v, str) and v and v == name]
+        key = f"dataset.{fields[0]}" if fields else "dataset"
+        cls = UsageError if e.errno == errno.ENAMETOOLONG else RunError
+        raise cls(f"{key}={_short(name)}: cannot read it ({e.strerror or e})") from None
+
+
+def _sweep_values(override: str, parser: OverridesParser) -> list:
+    return list(parser.parse_override(override).sweep_iterator())
+
+
+def _warn_unused_sweep(cfg) -> None:
+    """An experiment preset is a sweep (hydra.sweeper.params); without -m Hydra runs only its base job."""
+    choice = OmegaConf.select(cfg, "hydra.runtime.choices.experiment")
+    if choice and OmegaConf.select(cfg, "hydra.sweeper.params"):
+        print(
+            f"regbench: warning: experiment={choice}: the preset's sweep only runs with -m "
+            f"(regbench run -m experiment={choice}); running its single base job",
+            file=sys.stderr,
+        )
+
+
+def _short(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else f"{value[: limit - 20]}...({len(value)} characters)"
+
+
+def _check_writable(cfg, *keys: str) -> None:
+    """Make the folder Hydra will make (keys joined: the run dir, the sweep dir, a sweep job's dir) and write in it:
+    the file system itself says whether the path is too long, under a file, or read-only."""
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in the dirs, as Hydra does before making them
+    try:
+        parts = [str(OmegaConf.select(cfg, k, throw_on_missing=True)) for k in keys]
+    except OmegaConfBaseException as e:
+        raise UsageError(f"{keys[-1]}: {str(e).splitlines()[0]}") from None
+    path = os.path.normpath(os.path.join(*parts))
+    key = keys[-1]
+    missing, made = [], []
+    try:
+        head = os.path.abspath(path)
+        while not os.path.lexists(head) and os.path.dirname(head) != head:
+            missing.append(head)
+            head = os.path.dirname(head)
+        for d in reversed(missing):
+            os.mkdir(d)
+            made.append(d)
+        with tempfile.TemporaryFile(dir=os.path.abspath(path)):  # Hydra writes .hydra/ and the log there
+            pass
+    except OSError as e:
+        _remove(made)
+        cls = UsageError if e.errno == errno.ENAMETOOLONG else RunError
+        why = e.strerror or str(e)
+        raise cls(f"{key}={_short(path)}: cannot make this folder ({why}); choose another with {key}=PATH") from None
+    # The job starts next and makes the parents again; removing only the leaf (a sweep's has another random suffix
+    # than Hydra's) leaves no window where a parallel run's freshly made folder vanishes under it.
+    _remove(made[-1:])
+
+
+def _remove(folders: list[str]) -> None:
+    for d in reversed(folders):
+        with contextlib.suppress(OSError):
+            os.rmdir(d)

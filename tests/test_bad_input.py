@@ -46,12 +46,25 @@ CASES = [
     (["-m", "trainer.seeds=1,0"], "trainer.seeds=0: must be in [1, 10000]"),
     (["trainer.batch_size=-5"], "trainer.batch_size=-5: must be in [1, inf)"),
     (["trainer.lr=-0.1"], "trainer.lr=-0.1: must be in (0.0, 10.0]"),
-    (["trainer.epochs=0"], "trainer.epochs=0: must be in [1, inf)"),
+    (["trainer.epochs=0"], "trainer.epochs=0: must be in [1, 100000]"),
     (["trainer.eval_every=0"], "trainer.eval_every=0: must be in [1, inf)"),
-    (["trainer.steps=0"], "trainer.steps=0: must be in [1, inf)"),
+    (["trainer.steps=0"], "trainer.steps=0: must be in [1, 10000000]"),
     (["trainer.checkpoint_every=0"], "trainer.checkpoint_every=0: must be in [1, inf)"),
-    (["trainer.seed=-3"], "trainer.seed=-3: must be in [0, inf)"),
+    (["trainer.seed=-3"], "trainer.seed=-3: must be in [0, 4611686018427387904]"),
     (["dataset.split_seed=-1"], "dataset.split_seed=-1: must be in [0, inf)"),
+    # budgets that would never end, seeds past int64 (seed + seeds - 1 must fit: the engine keeps them in int64)
+    (["trainer.epochs=100001"], "trainer.epochs=100001: must be in [1, 100000]"),
+    (["trainer.steps=10000001"], "trainer.steps=10000001: must be in [1, 10000000]"),
+    (["trainer.seed=9223372036854775808"], "trainer.seed=9223372036854775808: must be in [0, 4611686018427387904]"),
+    (["trainer.seed=9223372036854775000"], "trainer.seed=9223372036854775000: must be in [0, 4611686018427387904]"),
+    # interpolations that point nowhere or at themselves, an override with no key, a sweep with nothing in it
+    (["trainer.lr=${nope.x}"], "trainer.lr=${nope.x}: interpolation key 'nope.x' not found"),
+    (["trainer.lr=${trainer.lr}"], "trainer.lr=${trainer.lr}: recursive interpolation detected"),
+    (["=5"], "=5: no key before '='; expected key=value or group=[a,b]"),
+    (
+        ["-m", "trainer.seed=range(1,1)"],
+        "trainer.seed=range(1,1): the sweep has no jobs; give each swept key at least one value",
+    ),
     # what only the data can tell: checked for every job of a sweep before the first starts
     (
         ["dataset.num_samples=100", "dataset.val_fraction=0.999"],
@@ -136,3 +149,82 @@ def test_a_malformed_history_is_one_line_naming_the_file(tmp_path, content, why)
     r = CliRunner().invoke(app, ["early-stop", str(tmp_path)])
     assert r.exit_code == 1, r.output
     assert r.stderr.startswith(f"regbench: error: {tmp_path / 'history.csv'}: {why}") and r.stderr.count("\n") == 1
+
+
+LONG = "x" * 5000
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["dataset=csv", f"dataset.path={LONG}"], "dataset.path=" + "x" * 60 + "...(5000 characters): cannot read it"),
+        ([f"hydra.run.dir={LONG}"], "hydra.run.dir=" + "x" * 60 + "...(5000 characters): cannot make this folder"),
+    ],
+    ids=["dataset.path", "hydra.run.dir"],
+)
+def test_a_path_too_long_for_the_file_system_is_one_line_exit_2(invoke, args, message):
+    r = invoke(*args)
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"regbench: error: {message} (File name too long)") and r.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args,key,value",
+    [
+        (["hydra.run.dir=afile"], "hydra.run.dir", "afile"),
+        (["hydra.run.dir=afile/sub"], "hydra.run.dir", "afile/sub"),
+        (["-m", "hydra.sweep.dir=afile/sub", "trainer.seeds=1,2"], "hydra.sweep.dir", "afile/sub"),
+    ],
+    ids=["run dir is a file", "run dir under a file", "sweep dir under a file"],
+)
+def test_an_output_folder_that_cannot_be_made_is_one_line_exit_1(invoke, tmp_path, args, key, value):
+    """A file in the way stands in for any folder that cannot be made (tests run as root, which may write anywhere):
+    the same OSError that Hydra would raise as a traceback after the checks."""
+    (tmp_path / "afile").write_text("x")
+    r = invoke(*args, "dataset.num_samples=600")
+    expected = f"{key}={value}: cannot make this folder (Not a directory); choose another with {key}=PATH"
+    assert (r.exit_code, r.stderr) == (1, f"regbench: error: {expected}\n")
+    assert (tmp_path / "afile").read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_working_folder_where_results_cannot_be_made_is_one_line_exit_1(tmp_path, monkeypatch):
+    """results/ a file stands in for a read-only working folder: the job's folder below it cannot be made."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").write_text("x")
+    for args in (["dataset.num_samples=600"], ["-m", "dataset.num_samples=600", "trainer.seeds=1,2"]):
+        r = CliRunner().invoke(app, ["run", *args])
+        assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
+        key = "hydra.sweep.dir" if "-m" in args else "hydra.run.dir"
+        assert r.stderr.startswith(f"regbench: error: {key}=results/"), r.stderr
+        assert "cannot make this folder (Not a directory)" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]
+
+
+def test_an_experiment_preset_without_m_warns_that_its_sweep_does_not_run(invoke):
+    r = invoke("experiment=strengths", "trainer.epochs=0")
+    warning = (
+        "regbench: warning: experiment=strengths: the preset's sweep only runs with -m "
+        "(regbench run -m experiment=strengths); running its single base job\n"
+    )
+    assert r.stderr == warning + "regbench: error: trainer.epochs=0: must be in [1, 100000]\n"
+    assert invoke("-m", "experiment=strengths", "trainer.epochs=0").stderr.startswith("regbench: error: ")
+
+
+def test_the_largest_first_seed_allowed_trains(compose_cfg):
+    """seed + seeds - 1 at the bound still fits the engine's int64 seeds, with the most seeds allowed."""
+    from regbench.config import MAX_SEED, validate_config
+    from regbench.experiment import run_experiment
+
+    spec = validate_config(compose_cfg("trainer.seeds=10000", f"trainer.seed={MAX_SEED}"))
+    assert spec.trainer.seed + spec.trainer.seeds - 1 < 2**63
+    cfg = compose_cfg(
+        "dataset.num_samples=600",
+        "trainer.epochs=1",
+        "trainer.seeds=2",
+        "trainer.progress=off",
+        "regularizers=[dropout]",
+        f"trainer.seed={MAX_SEED}",
+    )
+    record = run_experiment(cfg)
+    assert [m["seed"] for m in record["members"]] == [MAX_SEED, MAX_SEED + 1] * 2
+    assert all(m["final"]["train_acc"] is not None for m in record["members"])

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,9 +106,82 @@ def test_list_narrows_to_a_group_or_an_option_and_refuses_unknown_ones(tmp_path)
 
     only_dropout = listed("dropout")
     assert "input_p" in only_dropout and "coefficient of sum" not in only_dropout  # no l1/l2 rows
-    datasets = listed("dataset")
+    datasets = listed("dataset").split("Choose with")[0]  # the closing example names regularizers
     # fields every dataset shares are listed once, not under each dataset
     assert datasets.count("val_fraction") == 1 and "mnist1d" in datasets and "dropout" not in datasets
     r = run_cli("list", "transformers", cwd=tmp_path)
     assert r.returncode == 2
     assert r.stderr.startswith("regbench: error: list transformers: unknown group or option; known: ")
+
+
+def test_help_and_list_print_bracketed_examples_as_typed(tmp_path):
+    """Rich markup would read [l2,dropout] as a style tag and print 'regularizers='."""
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+
+    helped = CliRunner().invoke(app, ["run", "--help"]).output
+    for example in (
+        "'regularizers=[dropout]'",
+        "'regularizers=[l2,dropout]' regularizers.dropout.p=0.3",
+        "-m 'regularizers=[l1],[l2],[dropout]'",
+    ):
+        assert example in helped
+    listed = CliRunner().invoke(app, ["list", "trainer"], env={"COLUMNS": "200"}).output
+    assert "'regularizers=[l2,dropout]'" in listed
+
+
+def test_print_only_commands_import_neither_torch_nor_the_engine(tmp_path):
+    code = """
+import sys
+from typer.testing import CliRunner
+from regbench.cli import app
+for args in (["run", "--cfg", "job"], ["run", "--help"], ["run", "--info", "config"], ["run", "-sc", "install=bash"]):
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, (args, r.output)
+heavy = [m for m in ("torch", "pandas", "regbench.experiment", "regbench.train.engine") if m in sys.modules]
+print("heavy:", heavy)
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "heavy: []" in r.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def _bash_complete(script: str, line: str, tmp_path) -> list[str]:
+    """COMPREPLY of the function `script` registers, for `line` typed as bash would hand it over."""
+    (tmp_path / "completion.sh").write_text(script)
+    words = line.split() + ([""] if line.endswith(" ") else [])
+    driver = f"""
+source completion.sh
+COMP_LINE={shlex.quote(line)}
+COMP_POINT=${{#COMP_LINE}}
+COMP_WORDS=({" ".join(shlex.quote(w) for w in words)})
+COMP_CWORD={len(words) - 1}
+fn=$(complete -p regbench | sed -E 's/.* -F ([^ ]+) .*/\\1/')
+$fn regbench "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\\n' "${{COMPREPLY[@]}}"
+"""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    r = subprocess.run(["bash", "-c", driver], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def test_hydra_shell_completion_completes_run_overrides_in_bash(tmp_path):
+    """The script of `regbench run -sc install=bash` calls `regbench -sc query=bash`, which answers for `run`."""
+    exe = Path(sys.executable).parent / "regbench"
+    script = subprocess.run([exe, "run", "-sc", "install=bash"], capture_output=True, text=True, cwd=tmp_path).stdout
+    assert "complete -o nospace -o default -F hydra_bash_completion regbench\n" in script
+    top = subprocess.run([exe, "-sc", "install=bash"], capture_output=True, text=True, cwd=tmp_path).stdout
+    assert top == script  # what `regbench -sc` answers to is the same script's
+    assert "dataset=mnist1d" in _bash_complete(script, "regbench run dataset=mn", tmp_path)
+    assert "regularizers=" in _bash_complete(script, "regbench run regul", tmp_path)
+    assert _bash_complete(script, "regbench ru", tmp_path) == ["run"]
+
+
+def test_typer_shell_completion_is_installed_and_completes_commands(tmp_path):
+    exe = Path(sys.executable).parent / "regbench"
+    script = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, cwd=tmp_path).stdout
+    assert "_regbench_completion" in script
+    assert _bash_complete(script, "regbench ea", tmp_path) == ["early-stop"]

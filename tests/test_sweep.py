@@ -165,8 +165,8 @@ def test_each_process_of_a_multi_process_sweep_takes_its_own_gpu(monkeypatch):
     from regbench import hydra_app
 
     chosen = []
-    monkeypatch.setattr(hydra_app.torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setattr(hydra_app.torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     for mode, num in [(RunMode.MULTIRUN, 6), (RunMode.RUN, 6)]:
         hc = SimpleNamespace(mode=mode, job=SimpleNamespace(num=num))
         monkeypatch.setattr(hydra_app.HydraConfig, "get", staticmethod(lambda hc=hc: hc))
