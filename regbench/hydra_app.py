@@ -9,6 +9,7 @@ REGBENCH_STATUS, appended to by each job, so process-based launchers report too)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -98,14 +99,15 @@ def cap_threads() -> None:
         torch.set_num_threads(int(cpus))
 
 
-def run_job(cfg: DictConfig, trained: dict | None = None) -> float | None:
-    """One job: `trained` is its record when regbench's launcher already trained it inside a sweep population."""
+def run_job(cfg: DictConfig, trained: dict | None = None, locked: bool = False) -> float | None:
+    """One job: `trained` is its record when regbench's launcher already trained it inside a sweep population;
+    `locked`: the caller holds the job's lock (flock is per open file: locking it again here would wait forever)."""
     out = Path(HydraConfig.get().runtime.output_dir)
     rid = out.name
     try:
         spec = validate_config(cfg)
         rid = store.run_id(spec)
-        with store.lock(out):
+        with contextlib.nullcontext() if locked else store.lock(out):
             result = store.read_record(out) if spec.trainer.resume else None
             status = "skipped" if result is not None and result.get("run_id") == rid else "trained"
             if status == "trained":
