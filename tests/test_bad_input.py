@@ -51,6 +51,25 @@ CASES = [
     (["trainer.steps=0"], "trainer.steps=0: must be in [1, inf)"),
     (["trainer.checkpoint_every=0"], "trainer.checkpoint_every=0: must be in [1, inf)"),
     (["trainer.seed=-3"], "trainer.seed=-3: must be in [0, inf)"),
+    # a sweep's launcher settings, and what the batched launcher cannot do
+    (
+        ["-m", "trainer.seed=0,1", "trainer.checkpoint_every=5"],
+        "trainer.checkpoint_every=5: not supported by the batched sweep launcher; "
+        "use hydra/launcher=basic (or joblib/submitit) for per-job checkpoints",
+    ),
+    (
+        ["-m", "hydra/launcher=processes", "hydra.launcher.n_jobs=0"],
+        "hydra.launcher.n_jobs=0: no process to run jobs in; "
+        "allowed: an integer >= 1, or -1 (one per core), -2 (all cores but one), ...",
+    ),
+    (
+        ["-m", "hydra.launcher.memory_budget_mb=-5"],
+        "hydra.launcher.memory_budget_mb=-5: not a usable value; allowed: an integer >= 1",
+    ),
+    (
+        ["-m", "hydra/launcher=local", "hydra.launcher.cpus_per_task=0"],
+        "hydra.launcher.cpus_per_task=0: not a usable value; allowed: an integer >= 1",
+    ),
     (["dataset.split_seed=-1"], "dataset.split_seed=-1: must be in [0, inf)"),
     # what only the data can tell: checked for every job of a sweep before the first starts
     (
@@ -112,3 +131,10 @@ def test_missing_or_unreadable_data_files_are_refused_before_launch(invoke, tmp_
     (tmp_path / "corrupt.csv").write_text("a,b,label\n1,2,0\nx,y\n")
     r = invoke(*args)
     assert (r.exit_code, r.stderr) == (code, f"regbench: error: {message}\n")
+
+
+def test_per_job_checkpoints_are_accepted_by_a_per_job_launcher():
+    from regbench import overrides
+
+    assert overrides.check(["-m", "hydra/launcher=basic", "trainer.seed=0,1", "trainer.checkpoint_every=5"]) == 2
+    assert overrides.check(["trainer.checkpoint_every=5"]) == 1  # a single run checkpoints as ever
