@@ -1,9 +1,10 @@
 """The thin @hydra.main shell: skip what is complete, run the core, write the records or the failure, print the table.
 
 A job's folder is results/jobs/<run id> (see regbench.results.store), for a single run and for every job of a
-sweep; a sweep's own folder (results/sweeps/<date>/<time>-<random>) holds Hydra's multirun.yaml and jobs.jsonl,
-one line per job naming its folder and what happened to it. A job that raises leaves failure.json in its folder
-and the sweep goes on; the `regbench run` command reads every job's outcome at the end (the file named by
+sweep (<sweep dir>/jobs/<run id> when the command names the sweep's folder with hydra.sweep.dir); a sweep's own
+folder (results/sweeps/<date>/<time>-<random>) holds Hydra's multirun.yaml and jobs.jsonl, one line per job
+naming its folder and what happened to it. A job that raises leaves failure.json in its folder and the sweep goes
+on; the `regbench run` command reads every job's outcome at the end (the file named by
 REGBENCH_STATUS, appended to by each job, so process-based launchers report too) and exits non-zero on failures.
 """
 
@@ -48,8 +49,14 @@ def _run_id(*, _root_: DictConfig) -> str:
 
 
 def _job_subdir(jobs_root: str, *, _root_: DictConfig) -> str:
-    """A sweep job's folder relative to the sweep's: jobs_root/<run id>, shared by every sweep that runs the job."""
-    target = os.path.abspath(os.path.join(jobs_root, _run_id(_root_=_root_)))
+    """A sweep job's folder relative to the sweep's: jobs_root/<run id>, shared by every sweep that runs the job;
+    when the command names the sweep's folder (hydra.sweep.dir=...), jobs/<run id> inside it, as Hydra keeps a
+    sweep's jobs under its folder."""
+    rid = _run_id(_root_=_root_)
+    given = OmegaConf.select(_root_, "hydra.overrides.hydra", default=None) or []
+    if any(str(o).lstrip("+").startswith("hydra.sweep.dir=") for o in given):
+        return os.path.join(store.JOBS, rid)
+    target = os.path.abspath(os.path.join(jobs_root, rid))
     return os.path.relpath(target, os.path.abspath(str(_root_.hydra.sweep.dir)))
 
 

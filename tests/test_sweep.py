@@ -215,3 +215,12 @@ def test_when_a_batch_fails_its_jobs_run_one_by_one_and_each_records_its_outcome
     assert r.stderr.strip().splitlines()[-2] == "regbench: 2 jobs: 1 trained, 1 failed"
     assert len(list(tmp_path.glob("results/jobs/*/result.json"))) == 1
     assert len(list(tmp_path.glob("results/jobs/*/failure.json"))) == 1
+
+
+def test_a_sweep_given_its_folder_keeps_its_jobs_there(tmp_path):
+    r = run_cli("run", "-m", "trainer.seed=0,1", *TINY, "trainer.seeds=1", "hydra.sweep.dir=mine", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(list(tmp_path.glob("mine/jobs/*/result.json"))) == 2
+    assert not (tmp_path / "results").exists()
+    index = [json.loads(line) for line in (tmp_path / "mine" / "jobs.jsonl").read_text().splitlines()]
+    assert sorted(e["dir"].split("/")[0] for e in index) == ["jobs", "jobs"]
