@@ -30,6 +30,7 @@ from regbench.paths import config_dir
 from regbench.report.frame import members_frame
 from regbench.report.summary import render, summarize
 from regbench.results import records, store
+from regbench.sweep import set_threads
 
 log = logging.getLogger("regbench")
 STATUS_ENV = "REGBENCH_STATUS"
@@ -98,12 +99,10 @@ def pin_gpu() -> None:
         torch.cuda.set_device(hc.job.num % count)
 
 
-def cap_threads() -> None:
-    """A launcher that allots each job some CPUs (submitit's cpus_per_task, local or on Slurm) gets that many torch
-    threads per job; torch would otherwise take every core in each of the parallel processes."""
-    cpus = HydraConfig.get().launcher.get("cpus_per_task")
-    if cpus:
-        torch.set_num_threads(int(cpus))
+def cap_threads(spec) -> None:
+    """torch's CPU threads for a job run here: trainer.threads when set, else the CPUs a launcher allots each job
+    (submitit's cpus_per_task, local or on Slurm), else regbench's default (regbench.sweep.set_threads)."""
+    set_threads(spec.trainer, HydraConfig.get().launcher.get("cpus_per_task"))
 
 
 def run_job(cfg: DictConfig, trained: dict | None = None, locked: bool = False) -> float | None:
@@ -120,7 +119,7 @@ def run_job(cfg: DictConfig, trained: dict | None = None, locked: bool = False) 
             if status == "trained":
                 if trained is None:
                     pin_gpu()
-                    cap_threads()
+                    cap_threads(spec)
                 result = trained or run_experiment(cfg, spec, folder=out)
                 records.save(result, out)
                 store.clear_failure(out)

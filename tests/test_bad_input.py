@@ -51,6 +51,8 @@ CASES = [
     (["trainer.steps=0"], "trainer.steps=0: must be in [1, inf)"),
     (["trainer.checkpoint_every=0"], "trainer.checkpoint_every=0: must be in [1, inf)"),
     (["trainer.seed=-3"], "trainer.seed=-3: must be in [0, inf)"),
+    (["trainer.threads=0"], "trainer.threads=0: must be in [1, inf)"),
+    (["trainer.threads=-1"], "trainer.threads=-1: must be in [1, inf)"),
     # a sweep's launcher settings, and what the batched launcher cannot do
     (
         ["-m", "trainer.seed=0,1", "trainer.checkpoint_every=5"],
