@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import resource
 import statistics
 import time
@@ -147,17 +146,26 @@ def mean_std(values):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def threads(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: must be at least 1")
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    ap.add_argument(
+        "--threads", type=threads, default=1, help="torch CPU threads, the same on both sides (regbench's default: 1)"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="regbench sweeps, taking turns with textbook blocks")
     args = ap.parse_args()
     choice = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(choice)
-    torch.set_num_threads(args.threads or os.cpu_count())
+    torch.set_num_threads(args.threads)  # the textbook side's; regbench's sweep sets trainer.threads to the same
     runs = len(SETTINGS) * SEEDS
     members = runs + SEEDS  # regbench's population: the runs and one shared baseline per seed
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
@@ -173,7 +181,7 @@ def main():
             cfg = compose("config", overrides=[
                 f"regularizers=[{reg}]", f"regularizers.{reg}.{key}={value}", f"trainer.seeds={SEEDS}",
                 f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch}", "trainer.eval_every=100000",
-                f"trainer.device={device.type}", "trainer.progress=off",
+                f"trainer.device={device.type}", "trainer.progress=off", f"trainer.threads={args.threads}",
             ])  # fmt: skip
             jobs.append(sweep.Job(n, cfg, validate_config(cfg)))
     splits = data.load(jobs[0].spec.dataset).to(device)
@@ -203,6 +211,7 @@ def main():
                 regularized = [m for r in records.values() for m in r["members"] if m["arm"] != "baseline"]
                 accs = [m["final"]["test_acc"] for m in regularized]
                 assert acc_rb is None or accs == acc_rb, "regbench's repetitions must give the same numbers"
+                assert torch.get_num_threads() == args.threads, "both sides must run on the same threads"
                 acc_rb = accs
             sync(device)
             dt = time.perf_counter() - t0

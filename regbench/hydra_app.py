@@ -1,14 +1,16 @@
 """The thin @hydra.main shell: skip what is complete, run the core, write the records or the failure, print the table.
 
 A job's folder is results/jobs/<run id> (see regbench.results.store), for a single run and for every job of a
-sweep; a sweep's own folder (results/sweeps/<date>/<time>-<random>) holds Hydra's multirun.yaml and jobs.jsonl,
-one line per job naming its folder and what happened to it. A job that raises leaves failure.json in its folder
-and the sweep goes on; the `regbench run` command reads every job's outcome at the end (the file named by
+sweep (<sweep dir>/jobs/<run id> when the command names the sweep's folder with hydra.sweep.dir); a sweep's own
+folder (results/sweeps/<date>/<time>-<random>) holds Hydra's multirun.yaml and jobs.jsonl, one line per job
+naming its folder and what happened to it. A job that raises leaves failure.json in its folder and the sweep goes
+on; the `regbench run` command reads every job's outcome at the end (the file named by
 REGBENCH_STATUS, appended to by each job, so process-based launchers report too) and exits non-zero on failures.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -47,8 +49,14 @@ def _run_id(*, _root_: DictConfig) -> str:
 
 
 def _job_subdir(jobs_root: str, *, _root_: DictConfig) -> str:
-    """A sweep job's folder relative to the sweep's: jobs_root/<run id>, shared by every sweep that runs the job."""
-    target = os.path.abspath(os.path.join(jobs_root, _run_id(_root_=_root_)))
+    """A sweep job's folder relative to the sweep's: jobs_root/<run id>, shared by every sweep that runs the job;
+    when the command names the sweep's folder (hydra.sweep.dir=...), jobs/<run id> inside it, as Hydra keeps a
+    sweep's jobs under its folder."""
+    rid = _run_id(_root_=_root_)
+    given = OmegaConf.select(_root_, "hydra.overrides.hydra", default=None) or []
+    if any(str(o).lstrip("+").startswith("hydra.sweep.dir=") for o in given):
+        return os.path.join(store.JOBS, rid)
+    target = os.path.abspath(os.path.join(jobs_root, rid))
     return os.path.relpath(target, os.path.abspath(str(_root_.hydra.sweep.dir)))
 
 
@@ -100,14 +108,12 @@ def pin_gpu() -> None:
         torch.cuda.set_device(hc.job.num % count)
 
 
-def cap_threads() -> None:
-    """A launcher that allots each job some CPUs (submitit's cpus_per_task, local or on Slurm) gets that many torch
-    threads per job; torch would otherwise take every core in each of the parallel processes."""
-    import torch
+def cap_threads(spec) -> None:
+    """torch's CPU threads for a job run here: trainer.threads when set, else the CPUs a launcher allots each job
+    (submitit's cpus_per_task, local or on Slurm), else regbench's default (regbench.sweep.set_threads)."""
+    from regbench.sweep import set_threads
 
-    cpus = HydraConfig.get().launcher.get("cpus_per_task")
-    if cpus:
-        torch.set_num_threads(int(cpus))
+    set_threads(spec.trainer, HydraConfig.get().launcher.get("cpus_per_task"))
 
 
 def run_experiment(cfg: DictConfig, spec, **kw) -> dict:
@@ -116,8 +122,9 @@ def run_experiment(cfg: DictConfig, spec, **kw) -> dict:
     return run(cfg, spec, **kw)
 
 
-def run_job(cfg: DictConfig, trained: dict | None = None) -> float | None:
-    """One job: `trained` is its record when regbench's launcher already trained it inside a sweep population."""
+def run_job(cfg: DictConfig, trained: dict | None = None, locked: bool = False) -> float | None:
+    """One job: `trained` is its record when regbench's launcher already trained it inside a sweep population;
+    `locked`: the caller holds the job's lock (flock is per open file: locking it again here would wait forever)."""
     from regbench.config import validate_config
 
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -125,13 +132,13 @@ def run_job(cfg: DictConfig, trained: dict | None = None) -> float | None:
     try:
         spec = validate_config(cfg)
         rid = store.run_id(spec)
-        with store.lock(out):
+        with contextlib.nullcontext() if locked else store.lock(out):
             result = store.read_record(out) if spec.trainer.resume else None
             status = "skipped" if result is not None and result.get("run_id") == rid else "trained"
             if status == "trained":
                 if trained is None:
                     pin_gpu()
-                    cap_threads()
+                    cap_threads(spec)
                 result = trained or run_experiment(cfg, spec, folder=out)
                 records.save(result, out)
                 store.clear_failure(out)

@@ -145,6 +145,7 @@ def check(args: list[str]) -> int:
             return 1
         # Hydra's basic sweeper: the preset's hydra.sweeper.params first, the command line's sweeps win.
         base = _compose([o for o in overrides if not _is_sweep(o, parser)], with_hydra=True)
+        batched = check_launcher(OmegaConf.select(base, "hydra.launcher"))
         params = OmegaConf.select(base, "hydra.sweeper.params") or {}
         preset = [f"{k}={v}" for k, v in params.items()]
         jobs = BasicSweeper.split_arguments(parser.parse_overrides(preset + overrides), None)[0]
@@ -153,11 +154,50 @@ def check(args: list[str]) -> int:
             empty = [o for o in preset + overrides if _is_sweep(o, parser) and not _sweep_values(o, parser)]
             raise UsageError(f"{(empty or ['-m'])[0]}: the sweep has no jobs; give each swept key at least one value")
         for job in jobs[:MAX_CHECKED]:
-            _preflight(preflight, validate_config(_compose(list(job))))
+            spec = validate_config(_compose(list(job)))
+            if batched and spec.trainer.checkpoint_every is not None:
+                raise UsageError(
+                    f"trainer.checkpoint_every={spec.trainer.checkpoint_every}: not supported by the batched sweep "
+                    "launcher; use hydra/launcher=basic (or joblib/submitit) for per-job checkpoints"
+                )
+            _preflight(preflight, spec)
         first = _compose(list(jobs[0]), with_hydra=True)
         _check_writable(first, "hydra.sweep.dir")
         _check_writable(first, "hydra.sweep.dir", "hydra.sweep.subdir")  # where the jobs' folders go
         return len(jobs)
+
+
+# Counts among the launchers' settings (hydra.launcher.<key>, where the chosen launcher has the key): the least
+# allowed and how to say it. joblib's n_jobs is apart: any integer but 0 (-1 one process per core, -2 ...).
+LAUNCHER_COUNTS = {
+    "memory_budget_mb": (1, "an integer >= 1"),
+    "cpus_per_task": (1, "an integer >= 1"),
+    "tasks_per_node": (1, "an integer >= 1"),
+    "gpus_per_node": (0, "an integer >= 0"),
+    "timeout_min": (1, "an integer >= 1"),
+}
+
+
+def check_launcher(launcher) -> bool:
+    """Refuse launcher settings the launcher would fail on mid-sweep (or take silently); True for regbench's own
+    batched launcher."""
+    if launcher is None:
+        return False
+    for key, (least, allowed) in LAUNCHER_COUNTS.items():
+        value = launcher.get(key)
+        if key in launcher and value is not None and (not _is_int(value) or value < least):
+            raise UsageError(f"hydra.launcher.{key}={value}: not a usable value; allowed: {allowed}")
+    n_jobs = launcher.get("n_jobs")
+    if "n_jobs" in launcher and n_jobs is not None and (not _is_int(n_jobs) or n_jobs == 0):
+        raise UsageError(
+            f"hydra.launcher.n_jobs={n_jobs}: no process to run jobs in; "
+            "allowed: an integer >= 1, or -1 (one per core), -2 (all cores but one), ..."
+        )
+    return str(launcher.get("_target_", "")).endswith(".RegbenchLauncher")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_sweep(override: str, parser: OverridesParser) -> bool:

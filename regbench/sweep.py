@@ -25,8 +25,20 @@ from regbench.models.layers import Context
 from regbench.train.engine import PopulationResult, member_loss, train_population
 from regbench.train.population import Member, members_for
 
-# Not part of a job's schedule: members carry their own seeds, and the display does not change the numbers.
-PER_JOB = ("seeds", "seed", "progress")
+# Not part of a job's schedule: members carry their own seeds, and the display and thread count do not change the
+# numbers (a population takes its first job's thread count).
+PER_JOB = ("seeds", "seed", "progress", "threads")
+# torch's CPU threads when neither trainer.threads nor the launcher says: torch's own default (every core) made
+# small-kernel training several times slower, and erratic, on a shared machine.
+DEFAULT_THREADS = 1
+
+
+def set_threads(trainer, allotted: int | None = None) -> int:
+    """Give torch trainer.threads CPU threads, else what the launcher allots the job (submitit's cpus_per_task),
+    else DEFAULT_THREADS; returns the count."""
+    n = int(trainer.threads or allotted or DEFAULT_THREADS)
+    torch.set_num_threads(n)
+    return n
 
 
 @dataclass
@@ -112,6 +124,7 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
         groups.setdefault(group_key(job.spec), []).append(job)
     for n, group in enumerate(groups.values(), 1):
         spec = group[0].spec
+        set_threads(spec.trainer)
         set_deterministic(spec.trainer.deterministic)
         device = resolve_device(spec.trainer.device)
         splits = data.load(spec.dataset).to(device)
@@ -139,4 +152,14 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
             yield job.index, make_record(job.cfg, job.spec, splits.sizes(), pop.select(idx), device, splits.n_classes)
 
 
-__all__ = ["Job", "apart", "group_key", "member_bytes", "member_key", "merge", "train_jobs", "uses_batch_norm"]
+__all__ = [
+    "Job",
+    "apart",
+    "group_key",
+    "member_bytes",
+    "member_key",
+    "merge",
+    "set_threads",
+    "train_jobs",
+    "uses_batch_norm",
+]

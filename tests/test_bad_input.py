@@ -51,6 +51,27 @@ CASES = [
     (["trainer.steps=0"], "trainer.steps=0: must be in [1, 10000000]"),
     (["trainer.checkpoint_every=0"], "trainer.checkpoint_every=0: must be in [1, inf)"),
     (["trainer.seed=-3"], "trainer.seed=-3: must be in [0, 4611686018427387904]"),
+    (["trainer.threads=0"], "trainer.threads=0: must be in [1, inf)"),
+    (["trainer.threads=-1"], "trainer.threads=-1: must be in [1, inf)"),
+    # a sweep's launcher settings, and what the batched launcher cannot do
+    (
+        ["-m", "trainer.seed=0,1", "trainer.checkpoint_every=5"],
+        "trainer.checkpoint_every=5: not supported by the batched sweep launcher; "
+        "use hydra/launcher=basic (or joblib/submitit) for per-job checkpoints",
+    ),
+    (
+        ["-m", "hydra/launcher=processes", "hydra.launcher.n_jobs=0"],
+        "hydra.launcher.n_jobs=0: no process to run jobs in; "
+        "allowed: an integer >= 1, or -1 (one per core), -2 (all cores but one), ...",
+    ),
+    (
+        ["-m", "hydra.launcher.memory_budget_mb=-5"],
+        "hydra.launcher.memory_budget_mb=-5: not a usable value; allowed: an integer >= 1",
+    ),
+    (
+        ["-m", "hydra/launcher=local", "hydra.launcher.cpus_per_task=0"],
+        "hydra.launcher.cpus_per_task=0: not a usable value; allowed: an integer >= 1",
+    ),
     (["dataset.split_seed=-1"], "dataset.split_seed=-1: must be in [0, inf)"),
     # budgets that would never end, seeds past int64 (seed + seeds - 1 must fit: the engine keeps them in int64)
     (["trainer.epochs=100001"], "trainer.epochs=100001: must be in [1, 100000]"),
@@ -228,3 +249,10 @@ def test_the_largest_first_seed_allowed_trains(compose_cfg):
     record = run_experiment(cfg)
     assert [m["seed"] for m in record["members"]] == [MAX_SEED, MAX_SEED + 1] * 2
     assert all(m["final"]["train_acc"] is not None for m in record["members"])
+
+
+def test_per_job_checkpoints_are_accepted_by_a_per_job_launcher():
+    from regbench import overrides
+
+    assert overrides.check(["-m", "hydra/launcher=basic", "trainer.seed=0,1", "trainer.checkpoint_every=5"]) == 2
+    assert overrides.check(["trainer.checkpoint_every=5"]) == 1  # a single run checkpoints as ever

@@ -50,6 +50,7 @@ def test_bench_runs_and_prints_its_figures():
         timeout=300,
         check=True,
     ).stdout
+    assert re.search(r"^device cpu, 1 threads, ", out, re.M)  # the default, the same on both sides (bench asserts)
     assert float(re.search(r"^speedup: ([0-9.]+)$", out, re.M).group(1)) > 0
     for side in ("textbook", "regbench"):
         assert re.search(rf"^{side} *: .* s/run, .* of matmul peak\), .*test acc 0\.\d+ ± 0\.\d+$", out, re.M), side

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -89,3 +91,13 @@ def test_provenance_records_this_checkout_commit_and_nothing_else(monkeypatch, t
     provenance.git_state.cache_clear()
     assert provenance.git_state() == {"git_commit": None, "git_dirty": None}
     provenance.git_state.cache_clear()
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_records_honour_the_umask_so_a_shared_folder_stays_readable(tmp_path, umask, mode):
+    before = os.umask(umask)
+    try:
+        records.atomic_write(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == mode

@@ -6,6 +6,8 @@ import math
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
@@ -162,6 +164,29 @@ def test_a_held_lock_is_refused_without_waiting_and_released_after(tmp_path):
         pass
     with store.lock(tmp_path, wait=False):
         pass
+    assert not (tmp_path / store.LOCK).exists()  # no empty lock file left in a finished job's folder
+
+
+def test_the_lock_stays_exclusive_though_each_holder_removes_its_file(tmp_path):
+    events = []
+
+    def waiter():
+        with store.lock(tmp_path):
+            events.append("B in")
+            time.sleep(0.3)
+            events.append("B out")
+
+    with store.lock(tmp_path):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        time.sleep(0.2)  # B now waits on the file this holder removes as it lets go
+    with store.lock(tmp_path):  # a newcomer creates a new file: B, woken on the old one, must not hold at once
+        events.append("C in")
+        time.sleep(0.3)
+        events.append("C out")
+    thread.join()
+    assert events in (["B in", "B out", "C in", "C out"], ["C in", "C out", "B in", "B out"])
+    assert not (tmp_path / store.LOCK).exists()
 
 
 def test_the_deterministic_switch_sets_torch_up_and_changes_nothing_on_cpu(compose_cfg, monkeypatch):

@@ -135,16 +135,40 @@ def test_sigkill_mid_write_never_leaves_a_record_that_reads_as_complete(tmp_path
             assert trial % 2 == 0 and not store.is_complete(folder)
 
 
+# `regbench` noting every member it trains (batched or alone) in the file named by argv[1], then running as usual.
+COUNTING = """
+import sys
+from regbench import experiment, sweep
+log = sys.argv.pop(1)
+def counting(real):
+    def train_population(splits, model_cfg, trainer, members, *a, **kw):
+        with open(log, "a") as f:
+            f.writelines(f"{m.arm} {m.seed}\\n" for m in members)
+        return real(splits, model_cfg, trainer, members, *a, **kw)
+    return train_population
+sweep.train_population = counting(sweep.train_population)
+experiment.train_population = counting(experiment.train_population)
+from regbench.cli import app
+app()
+"""
+
+
 @pytest.mark.slow
 def test_two_identical_sweeps_at_once_share_no_sweep_folder_and_train_each_job_once(tmp_path):
-    sweep = ["run", "-m", "trainer.seed=0,1", *ONE]
-    procs = [_popen(sweep, tmp_path) for _ in range(2)]
+    # enough epochs that the two overlap: the second must wait for the first's locks, not train the same jobs
+    sweep = ["run", "-m", "trainer.seed=0,1,2", *ONE, "trainer.epochs=400"]
+    logs = [tmp_path / f"trained{n}.txt" for n in range(2)]
+    procs = [_popen([str(log), *sweep], tmp_path, script=COUNTING) for log in logs]
     errs = [p.communicate(timeout=240)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs
     assert len(list(tmp_path.glob("results/sweeps/*/*"))) == 2
-    assert len(_records(tmp_path)) == 2
-    both = "".join(errs)
-    assert both.count("records: ") == 2 and both.count("skipped, already complete") == 2
+    assert len(_records(tmp_path)) == 3
+    trained = [line for log in logs if log.exists() for line in log.read_text().splitlines()]
+    assert sorted(trained) == ["baseline 0", "baseline 1", "baseline 2"], errs  # each job's one member, once
+    outcomes = [json.loads(line)["status"] for index in tmp_path.glob("results/sweeps/*/*/jobs.jsonl")
+                for line in index.read_text().splitlines()]  # fmt: skip
+    assert sorted(outcomes) == ["skipped"] * 3 + ["trained"] * 3
+    assert not list(tmp_path.glob("results/jobs/*/.lock"))
 
 
 @pytest.mark.slow

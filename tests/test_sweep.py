@@ -13,6 +13,7 @@ from regbench import overrides, sweep
 from regbench.config import validate_config
 from regbench.errors import UsageError
 from regbench.experiment import run_experiment
+from regbench.results import store
 
 from .conftest import TINY, run_cli
 
@@ -215,3 +216,54 @@ def test_when_a_batch_fails_its_jobs_run_one_by_one_and_each_records_its_outcome
     assert r.stderr.strip().splitlines()[-2] == "regbench: 2 jobs: 1 trained, 1 failed"
     assert len(list(tmp_path.glob("results/jobs/*/result.json"))) == 1
     assert len(list(tmp_path.glob("results/jobs/*/failure.json"))) == 1
+
+
+def test_trainer_threads_wins_over_the_launchers_cpus_and_defaults_to_one(monkeypatch, compose_cfg):
+    from types import SimpleNamespace
+
+    from regbench import hydra_app
+
+    calls = []
+    monkeypatch.setattr(sweep.torch, "set_num_threads", calls.append)
+    for launcher, threads in [({"cpus_per_task": 4}, None), ({"cpus_per_task": 4}, 2), ({}, None), ({}, 3)]:
+        hc = SimpleNamespace(launcher=launcher)
+        monkeypatch.setattr(hydra_app.HydraConfig, "get", staticmethod(lambda hc=hc: hc))
+        hydra_app.cap_threads(validate_config(compose_cfg(*TINY, f"trainer.threads={threads or 'null'}")))
+    assert calls == [4, 2, 1, 3]
+
+
+def test_a_batched_sweep_trains_on_trainer_threads_and_records_it(compose_cfg):
+    jobs = [sweep.Job(0, compose_cfg(*TINY, "trainer.threads=2"), None)]
+    jobs[0].spec = validate_config(jobs[0].cfg)
+    before = torch.get_num_threads()
+    try:
+        ((_, record),) = sweep.train_jobs(jobs, budget_bytes=1 << 30)
+    finally:
+        torch.set_num_threads(before)
+    assert record["provenance"]["cpu_threads"] == 2
+
+
+def test_the_thread_count_changes_no_number_so_it_stays_out_of_the_run_id(compose_cfg):
+    results, ids = [], set()
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            cfg = compose_cfg(*TINY, "regularizers=[l2,dropout]", f"trainer.threads={threads}")
+            spec = validate_config(cfg)
+            ids.add(store.run_id(spec))
+            sweep.set_threads(spec.trainer)
+            results.append(run_experiment(cfg, spec))
+    finally:
+        torch.set_num_threads(before)
+    assert len(ids) == 1
+    assert [m["final"] for m in results[0]["members"]] == [m["final"] for m in results[1]["members"]]
+    assert results[0]["history"] == results[1]["history"]
+
+
+def test_a_sweep_given_its_folder_keeps_its_jobs_there(tmp_path):
+    r = run_cli("run", "-m", "trainer.seed=0,1", *TINY, "trainer.seeds=1", "hydra.sweep.dir=mine", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(list(tmp_path.glob("mine/jobs/*/result.json"))) == 2
+    assert not (tmp_path / "results").exists()
+    index = [json.loads(line) for line in (tmp_path / "mine" / "jobs.jsonl").read_text().splitlines()]
+    assert sorted(e["dir"].split("/")[0] for e in index) == ["jobs", "jobs"]

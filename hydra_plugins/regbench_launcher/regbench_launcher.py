@@ -41,6 +41,9 @@ class RegbenchLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs as batched populations", len(job_overrides))
         configs, jobs = [], []
+        # A pooled job's lock is held from before it trains until its record is written (run_job, which then does
+        # not lock it again); a job another process holds is left out, and run_job waits for it and skips it.
+        held: dict[int, contextlib.ExitStack] = {}
         for n, overrides in enumerate(job_overrides):
             idx = initial_job_idx + n
             log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
@@ -55,8 +58,14 @@ class RegbenchLauncher(Launcher):
             configs.append(cfg)
             with contextlib.suppress(RegbenchError):  # such a job runs on its own below, which reports the problem
                 spec = validate_config(cfg)
+                out = cfg.hydra.runtime.output_dir
+                # per-job checkpoints (`regbench run` refuses the option here; a job that comes anyway runs alone)
+                if spec.trainer.checkpoint_every is not None or not self._lock(held, n, out):
+                    continue
                 # a job already complete (resume) goes to run_job untrained, which skips it
-                if not (spec.trainer.resume and store.is_complete(cfg.hydra.runtime.output_dir, store.run_id(spec))):
+                if spec.trainer.resume and store.is_complete(out, store.run_id(spec)):
+                    held.pop(n).close()
+                else:
                     jobs.append(Job(n, cfg, spec))
 
         returns: dict[int, JobReturn] = {}
@@ -73,13 +82,32 @@ class RegbenchLauncher(Launcher):
 
         try:
             for n, record in train_jobs(jobs, self.budget_bytes, around=self._job_logs):
-                finish(n, lambda cfg, record=record: regbench_job(cfg, record))
+                try:
+                    finish(n, lambda cfg, record=record: regbench_job(cfg, record, locked=True))
+                finally:
+                    held.pop(n).close()
         except Exception as err:  # noqa: BLE001 - each remaining job then runs alone and records its own outcome
             log.warning("batched training stopped (%s); the remaining jobs run one by one", err)
+        finally:
+            for stack in held.values():
+                stack.close()
         for n in range(len(configs)):
             if n not in returns:
                 finish(n, self.task_function)
         return [returns[n] for n in range(len(configs))]
+
+    @staticmethod
+    def _lock(held: dict, n: int, folder: str) -> bool:
+        """Take job n's lock without waiting into held[n]; False when another process holds it."""
+        from regbench.results import store
+
+        stack = contextlib.ExitStack()
+        try:
+            stack.enter_context(store.lock(Path(folder), wait=False))
+        except BlockingIOError:
+            return False
+        held[n] = stack
+        return True
 
     @contextlib.contextmanager
     def _job_logs(self, jobs):

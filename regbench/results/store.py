@@ -37,7 +37,7 @@ CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 SWEEP_INDEX = "jobs.jsonl"  # in a sweep's folder: one line per job run by the sweep, naming its folder
 # Trainer keys that change how a run is shown or saved, never its numbers: they stay out of the run id.
-NOT_IN_RUN_ID = ("progress", "resume", "checkpoint_every")
+NOT_IN_RUN_ID = ("progress", "resume", "checkpoint_every", "threads")
 
 
 def _plain(obj):
@@ -137,24 +137,43 @@ def indexed_jobs(index: Path) -> list[Path]:
 
 @contextmanager
 def lock(folder: Path, wait: bool = True):
-    """Hold `folder/.lock` exclusively (flock) while a job trains.
+    """Hold `folder/.lock` exclusively (flock) while a job trains; the file is removed when the lock is released.
 
     The kernel drops a flock when its holder dies, SIGKILL included, so a killed run never leaves a stale lock.
-    A second process asking for a held lock waits (logging once) when `wait`, else gets BlockingIOError.
+    A second process asking for a held lock waits (logging once) when `wait`, else gets BlockingIOError. Each
+    holder unlinks the file before releasing it, so a waiter that then gets the lock checks that it locked the
+    file the path still names (same inode), and otherwise locks the new one: no two holders at once.
     """
     import fcntl
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    path = folder / LOCK
+    logged = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES) or not wait:
-                raise BlockingIOError(errno.EAGAIN, f"{folder}: another process is running this job") from None
-            log.info("%s: another process is running this job; waiting for it", folder.name)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES) or not wait:
+                    raise BlockingIOError(errno.EAGAIN, f"{folder}: another process is running this job") from None
+                if not logged:
+                    log.info("%s: another process is running this job; waiting for it", folder.name)
+                    logged = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)
+    try:
         yield
     finally:
+        path.unlink(missing_ok=True)  # while still held: see above
         os.close(fd)  # closing the descriptor releases the lock
