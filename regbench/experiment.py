@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from regbench import data, progress
+from regbench import data, models, progress, regularizers
 from regbench.config import Spec, to_container, validate_config
 from regbench.errors import RunError, UsageError
 from regbench.results import provenance, store
@@ -40,19 +40,37 @@ def set_deterministic(on: bool) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-_train_sizes: dict[str, int] = {}  # dataset config (repr) -> training split size: a sweep loads each dataset once
+# dataset config (repr) -> (training split size, kind): a sweep loads each dataset once
+_loaded: dict[str, tuple[int, str]] = {}
+
+
+def check_kind(spec: Spec, kind: str) -> None:
+    """The model and every regularizer take data of this kind (a CNN or cutout needs a spatial axis: no tables)."""
+    model = models.get(spec.model.name).cls
+    if kind not in model.kinds:
+        fits = "|".join(name for name, e in models.MODELS.items() if kind in e.cls.kinds)
+        raise UsageError(
+            f"model={spec.model.name}: needs {' or '.join(model.kinds)} data, got {kind} data; use model={fits}"
+        )
+    for name in spec.regularizers:
+        reg = regularizers.get(name)
+        if kind not in reg.kinds:
+            raise UsageError(f"regularizers.{name}: needs {' or '.join(reg.kinds)} data, got {kind} data")
 
 
 def preflight(spec: Spec) -> None:
-    """What can be checked before any job starts beyond the schemas: the device, the data, the batch size.
+    """What can be checked before any job starts beyond the schemas: the device, the data, the batch size, and
+    whether the model and regularizers take the data's kind.
 
     Loading the data here also turns a missing or unreadable data file into one line before anything runs.
     """
     resolve_device(spec.trainer.device)
     key = repr(spec.dataset)
-    if key not in _train_sizes:
-        _train_sizes[key] = data.load(spec.dataset).sizes()["train"]
-    n_train = _train_sizes[key]
+    if key not in _loaded:
+        splits = data.load(spec.dataset)
+        _loaded[key] = splits.sizes()["train"], splits.kind
+    n_train, kind = _loaded[key]
+    check_kind(spec, kind)
     if spec.trainer.batch_size > n_train:
         raise UsageError(f"trainer.batch_size={spec.trainer.batch_size}: larger than the training split ({n_train})")
 

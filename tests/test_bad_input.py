@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from regbench.cli import app
 
+from .conftest import run_cli
+
 CASES = [
     # unknown group options and keys, unknown flags, unparsable overrides
     (["trainer=fast"], "trainer: unknown name 'fast'; known: default"),
@@ -86,6 +88,17 @@ CASES = [
         ["-m", "trainer.seed=range(1,1)"],
         "trainer.seed=range(1,1): the sweep has no jobs; give each swept key at least one value",
     ),
+    # sizes and seeds the generators could not honour: hours of generating, or numpy's seed limit of 2**32
+    (["dataset.num_samples=10000000000"], "dataset.num_samples=10000000000: must be in [100, 1000000]"),
+    (["dataset=moons", "dataset.num_samples=10000001"], "dataset.num_samples=10000001: must be in [10, 10000000]"),
+    (
+        ["dataset=blobs", "dataset.num_samples=10000000", "dataset.features=100"],
+        "dataset.num_samples=10000000: with dataset.features=100 that is 1000000000 values; "
+        "allowed: num_samples x features <= 100000000",
+    ),
+    (["dataset.data_seed=4294967296"], "dataset.data_seed=4294967296: must be in [0, 4294967295]"),
+    (["dataset=blobs", "dataset.data_seed=4294967296"], "dataset.data_seed=4294967296: must be in [0, 4294967295]"),
+    (["dataset=csv", "dataset.n_classes=10001"], "dataset.n_classes=10001: must be in [2, 10000]"),
     # what only the data can tell: checked for every job of a sweep before the first starts
     (
         ["dataset.num_samples=100", "dataset.val_fraction=0.999"],
@@ -101,6 +114,16 @@ CASES = [
         "trainer.batch_size=1000: larger than the training split (432)",
     ),
     (["dataset=digits", "trainer.batch_size=2000"], "trainer.batch_size=2000: larger than the training split (1294)"),
+    # a model or regularizer that needs a spatial axis, on a table
+    (["dataset=moons", "model=cnn"], "model=cnn: needs sequence or image data, got table data; use model=mlp"),
+    (
+        ["dataset=blobs", "regularizers=[l2,cutout]"],
+        "regularizers.cutout: needs sequence or image data, got table data",
+    ),
+    (
+        ["-m", "dataset=moons", "regularizers=[l2],[cutout]"],
+        "regularizers.cutout: needs sequence or image data, got table data",
+    ),
 ]
 
 
@@ -137,6 +160,16 @@ DATA_FILES = [
     (["dataset=npz", "dataset.path=missing.npz"], 1, "missing.npz: no such file"),
     (["dataset=csv", "dataset.path=adir"], 1, "adir: no such file"),
     (["dataset=csv", "dataset.path=corrupt.csv"], 1, "corrupt.csv: column 'a' is not numeric ('x' on line 3)"),
+    (
+        ["dataset=csv", "dataset.path=twice.csv"],
+        1,
+        "twice.csv: column 'label' appears 2 times in the header; column names must be unique",
+    ),
+    (
+        ["dataset=csv", "dataset.path=short.csv"],
+        1,
+        "short.csv: 1 row; need at least 3, one each for training, validation and test",
+    ),
 ]
 
 
@@ -144,6 +177,8 @@ DATA_FILES = [
 def test_missing_or_unreadable_data_files_are_refused_before_launch(invoke, tmp_path, args, code, message):
     (tmp_path / "adir").mkdir()
     (tmp_path / "corrupt.csv").write_text("a,b,label\n1,2,0\nx,y\n")
+    (tmp_path / "twice.csv").write_text("a,label,label\n" + "".join(f"{i},{i % 2},{i % 2}\n" for i in range(20)))
+    (tmp_path / "short.csv").write_text("a,label\n1,0\n")
     r = invoke(*args)
     assert (r.exit_code, r.stderr) == (code, f"regbench: error: {message}\n")
 
@@ -256,3 +291,11 @@ def test_per_job_checkpoints_are_accepted_by_a_per_job_launcher():
 
     assert overrides.check(["-m", "hydra/launcher=basic", "trainer.seed=0,1", "trainer.checkpoint_every=5"]) == 2
     assert overrides.check(["trainer.checkpoint_every=5"]) == 1  # a single run checkpoints as ever
+
+
+def test_a_cnn_on_table_data_is_refused_by_the_real_command_before_any_folder(tmp_path):
+    """The refusal comes from the checks before Hydra starts, not from a job that fails (exit 1, a failure folder)."""
+    r = run_cli("run", "-m", "dataset=moons", "model=mlp,cnn", "trainer.progress=off", cwd=tmp_path)
+    expected = "regbench: error: model=cnn: needs sequence or image data, got table data; use model=mlp\n"
+    assert (r.returncode, r.stderr, r.stdout) == (2, expected, "")
+    assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,8 @@ with one line naming the file and the problem."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,6 +138,10 @@ def test_npz_kind_follows_the_shape_or_the_setting(compose_cfg, tmp_path):
     assert load((3, 8, 8)).input_shape == (3, 8, 8)
 
 
+NOT_FLOAT32 = "is not a finite float32 value; inputs must be finite with |x| <= 3.403e+38"
+TOO_LARGE = "is too large; labels are class indices 0..9999 (at most 10000 classes)"
+
+
 def _err(compose_cfg, *overrides):
     with pytest.raises((RunError, UsageError)) as err:
         data.load(validate_config(compose_cfg(*overrides)).dataset)
@@ -165,6 +171,22 @@ def _csv(tmp_path, text):
             "dataset.label_column='label': no such column in {p}; columns: a, b, klass",
         ),
         ("label\n0\n1\n", RunError, "no feature columns besides 'label'"),
+        # a repeated label column would otherwise be trained on as a feature (pandas renames it label.1)
+        (
+            "a,b,c,label,label\n" + "".join(f"{i},{i},{i},{i % 2},{i % 2}\n" for i in range(20)),
+            RunError,
+            "column 'label' appears 2 times in the header; column names must be unique",
+        ),
+        ("a,b,label\n1,2,0\n3,inf,1\n5,6,1\n", RunError, f"inf (column 'b', line 3) {NOT_FLOAT32}"),
+        ("a,b,label\n1,2,0\n3,4,1\n-1e39,6,1\n", RunError, f"-1e+39 (column 'a', line 4) {NOT_FLOAT32}"),
+        ("a,label\n1,0\n2,2000000000\n3,1\n", RunError, f"label 2000000000 (line 3) {TOO_LARGE}"),
+        ("a,label\n1,0\n2,1\n3,1e30\n", RunError, f"label 1e+30 (line 4) {TOO_LARGE}"),
+        ("a,label\n1,0\n", RunError, "1 row; need at least 3, one each for training, validation and test"),
+        (
+            "a,label\n" + "".join(f"{i},1\n" for i in range(20)),
+            RunError,
+            "every label is 1; a classifier needs at least two classes",
+        ),
     ],
 )
 def test_bad_csv_is_one_line_naming_the_file(compose_cfg, tmp_path, text, kind, message):
@@ -172,6 +194,66 @@ def test_bad_csv_is_one_line_naming_the_file(compose_cfg, tmp_path, text, kind, 
     got_kind, got = _err(compose_cfg, "dataset=csv", arg)
     assert got_kind is kind
     assert got == (message.format(p=p) if kind is UsageError else f"{p}: {message}")
+
+
+def test_a_test_fraction_that_leaves_too_few_rows_is_blamed_not_val_fraction(compose_cfg, tmp_path):
+    arg, p = _csv(tmp_path, "a,label\n1,0\n2,1\n3,0\n")
+    assert _err(compose_cfg, "dataset=csv", arg, "dataset.test_fraction=0.9") == (
+        UsageError,
+        f"dataset.test_fraction=0.9: leaves 0 of the 3 rows of {p} for training and validation; must leave at least 2",
+    )
+
+
+def test_a_training_split_of_one_class_is_loaded_with_a_warning(compose_cfg, tmp_path, caplog):
+    arg, p = _csv(tmp_path, "a,label\n" + "".join(f"{i},0\n" for i in range(20)))
+    (tmp_path / "test.csv").write_text("a,label\n1,0\n2,1\n")
+    s = data.load(
+        validate_config(compose_cfg("dataset=csv", arg, f"dataset.test_path={tmp_path / 'test.csv'}")).dataset
+    )
+    assert s.n_classes == 2 and set(s.y_train.tolist()) == {0}
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [
+        f"{p}: the training split holds only class 0 of 2 (18 examples); the network can learn nothing but that"
+    ]
+    caplog.clear()
+    _write_csv(tmp_path / "fine.csv")
+    data.load(
+        validate_config(
+            compose_cfg("dataset=csv", f"dataset.path={tmp_path / 'fine.csv'}", "dataset.label_column=species")
+        ).dataset
+    )
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_the_run_id_follows_the_data_files_content(compose_cfg, tmp_path, monkeypatch):
+    from regbench.results import store
+
+    _write_csv(tmp_path / "d.csv")
+    _write_csv(tmp_path / "t.csv", n=20, seed=1)
+    paths = [f"dataset.path={tmp_path / 'd.csv'}", f"dataset.test_path={tmp_path / 't.csv'}"]
+    spec = validate_config(compose_cfg("dataset=csv", *paths, "dataset.label_column=species"))
+    opened = []
+
+    def counting_open(path, *args):
+        opened.append(path)
+        return open(path, *args)  # noqa: SIM115 - store's own `with` closes it
+
+    monkeypatch.setattr(store, "open", counting_open, raising=False)
+    first = store.run_id(spec)
+    assert [store.run_id(spec) for _ in range(3)] == [first] * 3
+    assert len(opened) == 2  # each file hashed once, then known by its size and mtime
+    for name in ("d.csv", "t.csv"):
+        before = store.run_id(spec)
+        f = tmp_path / name
+        mtime = f.stat().st_mtime_ns
+        f.write_text(f.read_text().replace("0.", "1.", 1))  # same size, other content
+        os.utime(f, ns=(mtime + 10**9, mtime + 10**9))  # a second later: the clock's tick may be coarser than this test
+        assert store.run_id(spec) != before, name
+    edited = store.run_id(spec)
+    os.utime(tmp_path / "d.csv", ns=(0, 0))  # touched, not changed
+    assert store.run_id(spec) == edited
+    # generated datasets have no file: their run ids are what they were
+    assert "data_files" not in store.identity(validate_config(compose_cfg("dataset=moons")))
 
 
 def test_labels_beyond_n_classes_name_the_file_they_are_in(compose_cfg, tmp_path):
@@ -213,7 +295,19 @@ def test_labels_beyond_n_classes_name_the_file_they_are_in(compose_cfg, tmp_path
             ["dataset.kind=image"],
             "x has shape (4, 3); image data must be [N, H, W] or [N, C, H, W]",
         ),
-        ({"x": np.full((4, 3), np.nan), "y": np.arange(4)}, [], "x holds NaN or infinite values"),
+        ({"x": np.full((4, 3), np.nan), "y": np.arange(4)}, [], f"nan (x[0, 0]) {NOT_FLOAT32}"),
+        ({"x": np.where(np.eye(4, 3) > 0, np.inf, 0.0), "y": np.arange(4)}, [], f"inf (x[0, 0]) {NOT_FLOAT32}"),
+        ({"x": np.eye(4, 3) * 1e39, "y": np.arange(4)}, [], f"1e+39 (x[0, 0]) {NOT_FLOAT32}"),  # inf as float32
+        ({"x": np.zeros((4, 0)), "y": np.arange(4)}, [], "x has shape (4, 0); no input values per example"),
+        ({"x": np.zeros((4, 3, 0)), "y": np.arange(4)}, [], "x has shape (4, 3, 0); no input values per example"),
+        ({"x": np.zeros((0, 3)), "y": np.zeros(0, int)}, [], "no examples (x has shape (0, 3))"),
+        ({}, [], "no array 'x'; found: none"),
+        (
+            {"x": np.zeros((1, 3)), "y": np.zeros(1, int)},
+            [],
+            "1 example; need at least 3, one each for training, validation and test",
+        ),
+        ({"x": np.zeros((4, 3)), "y": np.array([0, 1, 2**40, 1])}, [], f"label 1099511627776 (y[2]) {TOO_LARGE}"),
         ({"x": np.zeros((4, 3)), "y": np.array([0, 1, 2.5, 3])}, [], "label 2.5 (y[2]) is not an integer class index"),
         ({"x": np.array(["a", "b"]).reshape(2, 1), "y": np.arange(2)}, [], "x must be numeric, got dtype <U1"),
     ],
@@ -227,8 +321,13 @@ def test_bad_npz_is_one_line_naming_the_file(compose_cfg, tmp_path, arrays, extr
 
 def test_unreadable_and_missing_files_are_run_errors(compose_cfg, tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"this is no zip archive")
-    kind, got = _err(compose_cfg, "dataset=npz", f"dataset.path={tmp_path / 'junk.npz'}")
-    assert kind is RunError and got.startswith(f"{tmp_path / 'junk.npz'}: not a readable .npz file (")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    for name in ("junk.npz", "array.npy"):  # np.load says "pickled data" for the one, returns an array for the other
+        kind, got = _err(compose_cfg, "dataset=npz", f"dataset.path={tmp_path / name}")
+        assert (kind, got) == (
+            RunError,
+            f"{tmp_path / name}: not an .npz file (not a zip archive); write one with numpy.savez(path, x=..., y=...)",
+        )
     kind, got = _err(compose_cfg, "dataset=csv", f"dataset.path={tmp_path / 'nope.csv'}")
     assert kind is RunError and got == f"{tmp_path / 'nope.csv'}: no such file"
     _write_npz(tmp_path / "a.npz", (5,))

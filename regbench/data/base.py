@@ -14,6 +14,7 @@ Integer pixel data (uint8) are scaled to [0, 1] first, so `standardize=false` st
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,12 @@ from regbench.errors import UsageError
 from regbench.schema import param
 
 KINDS = ("sequence", "image", "table")
+# The generators' seeds go to numpy's legacy RandomState (scikit-learn, mnist1d), which takes 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
+# Points a generated table (moons, blobs) may have: 10 million 2-D points take ~10 s and 160 MB to make; far
+# more is a typo (1e10 would run for hours, then fail for memory), and no toy benchmark needs it.
+MAX_GENERATED = 10_000_000
+log = logging.getLogger("regbench")
 
 
 @dataclass
@@ -128,6 +135,16 @@ def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
                 f"after holding out {n_val} for validation"
             )
         train_idx = train_idx[: cfg.train_size]
+    classes = np.unique(raw.y_train[train_idx])
+    if len(classes) == 1:  # the data hold more (the file loaders refuse a single class), this split does not
+        source = getattr(cfg, "path", "") or f"dataset={cfg.name}"
+        log.warning(
+            "%s: the training split holds only class %d of %d (%d examples); the network can learn nothing but that",
+            source,
+            classes[0],
+            raw.n_classes,
+            len(train_idx),
+        )
     x_tr, x_val, x_te = (_as_float(a) for a in (raw.x_train[train_idx], raw.x_train[val_idx], raw.x_test))
     y_tr = noisy_labels(raw.y_train[train_idx], cfg.label_noise, raw.n_classes, cfg.split_seed)
     y_val, y_te = raw.y_train[val_idx], raw.y_test

@@ -16,6 +16,11 @@ from regbench.data.base import DatasetConfig, RawData, hold_out_test
 from regbench.errors import RunError, UsageError
 from regbench.schema import param
 
+# Labels are class indices and the output layer has one unit per class, so the largest label sets the head's size:
+# a stray 2e9 would ask for a 2e9-wide layer. 10,000 classes is past any benchmark this tool is meant for.
+MAX_CLASSES = 10_000
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 @dataclass
 class FileConfig(DatasetConfig):
@@ -23,7 +28,7 @@ class FileConfig(DatasetConfig):
     test_path: str = param("", "a separate test file; empty: hold out test_fraction of `path`")
     test_fraction: float = param(0.2, "fraction of `path` held out for testing (no test_path)", gt=0.0, lt=1.0)
     test_seed: int = param(0, "seed of the train/test split", ge=0)
-    n_classes: int | None = param(None, "number of classes; empty: the largest label + 1", ge=2)
+    n_classes: int | None = param(None, "number of classes; empty: the largest label + 1", ge=2, le=MAX_CLASSES)
 
     def check(self, key: str) -> None:
         if not self.path:
@@ -38,35 +43,79 @@ def existing(path: str) -> Path:
 
 
 def class_indices(y: np.ndarray, source: str, position=lambda i: f"y[{i}]") -> np.ndarray:
-    """Labels as int64 class indices; otherwise a RunError naming the first bad label and where it is."""
-    if y.dtype.kind in "iub":
-        bad = np.flatnonzero(y < 0)
-        if bad.size:
-            i = int(bad[0])
-            raise RunError(f"{source}: label {y[i]} ({position(i)}) is negative; labels are class indices 0, 1, ...")
-        return y.astype(np.int64)
+    """Labels as int64 class indices below MAX_CLASSES; otherwise a RunError naming the bad label and where it is."""
+
+    def label(i: int):
+        v = y[i].item()
+        return int(v) if abs(v) < 2**53 else v  # whole by then: 3, not 3.0; a float past 2**53 as 1e+30
+
     if y.dtype.kind == "f":
         whole = np.isfinite(y) & (np.floor(y) == y)
         if not whole.all():
             i = int(np.flatnonzero(~whole)[0])
             raise RunError(f"{source}: label {y[i]} ({position(i)}) is not an integer class index")
-        return class_indices(y.astype(np.int64), source, position)
-    first = y.flat[0] if y.size else None
-    raise RunError(f"{source}: labels must be integer class indices 0, 1, ..., got {first!r}")
+    elif y.dtype.kind not in "iub":
+        first = y.flat[0] if y.size else None
+        raise RunError(f"{source}: labels must be integer class indices 0, 1, ..., got {first!r}")
+    bad = np.flatnonzero(y < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise RunError(f"{source}: label {label(i)} ({position(i)}) is negative; labels are class indices 0, 1, ...")
+    if y.size and y.max() >= MAX_CLASSES:
+        i = int(np.argmax(y))
+        raise RunError(
+            f"{source}: label {label(i)} ({position(i)}) is too large; labels are class indices "
+            f"0..{MAX_CLASSES - 1} (at most {MAX_CLASSES} classes)"
+        )
+    return y.astype(np.int64)
 
 
-def finish(cfg: FileConfig, train: tuple, test: tuple | None, kind: str, source: str) -> RawData:
-    """Split off a test set unless a test file was given, and settle the number of classes."""
+def finite_float32(x: np.ndarray, source: str, position) -> np.ndarray:
+    """`x` as float32; a RunError naming the first value that is NaN, infinite, or beyond float32's range (it would
+    be infinite once converted, and train to NaN). `position(i)` says where flat index i is in the file."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = x.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        i = int(bad[0])
+        raise RunError(
+            f"{source}: {x.flat[i]} ({position(i)}) is not a finite float32 value; inputs must be finite with "
+            f"|x| <= {FLOAT32_MAX:.4g}"
+        )
+    return out
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit if n != 1 else unit[:-1]}"
+
+
+def finish(cfg: FileConfig, train: tuple, test: tuple | None, kind: str, source: str, unit="examples") -> RawData:
+    """Split off a test set unless a test file was given, and settle the number of classes.
+
+    `unit` is what the file holds one example per ("rows" of a CSV), for the message when there are too few.
+    """
     x, y = train
+    # one example each for training and validation (prepare holds the latter out), and one for test unless given
+    need = 2 if test is not None else 3
+    if len(y) < need:
+        what = "training and validation" if test is not None else "training, validation and test"
+        raise RunError(f"{source}: {_count(len(y), unit)}; need at least {need}, one each for {what}")
     if test is None:
         x_tr, y_tr, x_te, y_te = hold_out_test(x, y, cfg.test_fraction, cfg.test_seed)
+        if len(y_tr) < 2:
+            raise UsageError(
+                f"dataset.test_fraction={cfg.test_fraction}: leaves {len(y_tr)} of the {_count(len(y), unit)} of "
+                f"{source} for training and validation; must leave at least 2"
+            )
     else:
         x_tr, y_tr, (x_te, y_te) = x, y, test
-    top = int(max(y_tr.max(initial=0), y_te.max(initial=0)))
+    classes = np.unique(np.concatenate([y_tr, y_te]))
+    if len(classes) < 2:
+        also = f" and in {cfg.test_path}" if test is not None else ""
+        raise RunError(f"{source}: every label is {classes[0]}{also}; a classifier needs at least two classes")
+    top = int(classes[-1])
     n_classes = cfg.n_classes if cfg.n_classes is not None else top + 1
     if top >= n_classes:
         src = cfg.test_path if test is not None and y_tr.max(initial=0) < top else source
         raise RunError(f"{src}: label {top} out of range for dataset.n_classes={n_classes} (labels 0..{n_classes - 1})")
-    if n_classes < 2:
-        raise RunError(f"{source}: every label is 0; a classifier needs at least two classes")
     return RawData(x_tr, y_tr, x_te, y_te, kind=kind, n_classes=n_classes)

@@ -9,16 +9,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from regbench.data.base import DatasetConfig, RawData, hold_out_test
+from regbench.data.base import MAX_GENERATED, MAX_SEED, DatasetConfig, RawData, hold_out_test
 from regbench.schema import param
 
 
 @dataclass
 class MoonsConfig(DatasetConfig):
     name: str = "moons"
-    num_samples: int = param(1000, "points generated (train and test together)", ge=10)
+    num_samples: int = param(1000, "points generated (train and test together)", ge=10, le=MAX_GENERATED)
     noise: float = param(0.2, "std of the Gaussian noise added to each point", ge=0.0)
-    data_seed: int = param(0, "seed of the generator", ge=0)
+    data_seed: int = param(0, "seed of the generator", ge=0, le=MAX_SEED)
     test_fraction: float = param(0.2, "fraction held out as the test split", gt=0.0, lt=1.0)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from regbench.data.base import RawData
-from regbench.data.files import FileConfig, class_indices, existing, finish
+from regbench.data.files import FileConfig, class_indices, existing, finish, finite_float32
 from regbench.errors import RunError
 from regbench.schema import param
 
@@ -28,6 +28,8 @@ class NpzConfig(FileConfig):
 
 def read(path: str, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
     p = existing(path)
+    if not zipfile.is_zipfile(p):  # np.load would try it as a pickle and say "pickled data"
+        raise RunError(f"{path}: not an .npz file (not a zip archive); write one with numpy.savez(path, x=..., y=...)")
     try:
         with np.load(p, allow_pickle=False) as f:
             missing = [k for k in ("x", "y") if k not in f.files]
@@ -44,17 +46,19 @@ def read(path: str, kind: str) -> tuple[np.ndarray, np.ndarray, str]:
         raise RunError(f"{path}: y must be a 1-D array of class indices, got shape {y.shape}")
     if len(x) != len(y):
         raise RunError(f"{path}: x has {len(x)} examples but y has {len(y)}")
+    if len(x) == 0:
+        raise RunError(f"{path}: no examples (x has shape {x.shape})")
+    if x.size == 0:
+        raise RunError(f"{path}: x has shape {x.shape}; no input values per example")
     if kind == "auto":
         kind = "table" if x.ndim == 2 else "image"
     if x.ndim not in NDIMS[kind]:
         want = " or ".join({2: "[N, F]", 3: "[N, H, W]", 4: "[N, C, H, W]"}[d] for d in NDIMS[kind])
         raise RunError(f"{path}: x has shape {x.shape}; {kind} data must be {want}")
-    if x.dtype.kind == "f" and not np.isfinite(x).all():
-        raise RunError(f"{path}: x holds NaN or infinite values")
+    if x.dtype != np.uint8:
+        x = finite_float32(x, path, lambda i: f"x[{', '.join(map(str, np.unravel_index(i, x.shape)))}]")
     if x.ndim == 3:
         x = x[:, None]  # one channel
-    if x.dtype != np.uint8:
-        x = x.astype(np.float32)
     return x, class_indices(y, path), kind
 
 

@@ -27,6 +27,7 @@ class MemberModel(nn.Module):
     """Base of member-batched models. Subclasses fill the three parameter lists the regularizers need."""
 
     k: int
+    kinds: tuple[str, ...] = ("sequence", "image", "table")  # data kinds it takes: checked before any job starts
     by_hand = False  # True where the model offers train_step(x, y, ctx, done) and layers(): a hand-written step
     # set by the engine: the step runs with denormals flushed to zero on every thread (train/denormals.py)
     flushed = False

@@ -27,6 +27,8 @@ class CnnConfig:
 
 
 class CNN(MemberModel):
+    kinds = ("sequence", "image")
+
     def __init__(self, cfg: CnnConfig, input_shape, kind: str, n_classes: int, gens, hints: ModelHints):
         super().__init__(len(gens))
         if kind == "sequence":

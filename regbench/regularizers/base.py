@@ -58,6 +58,7 @@ class Regularizer:
     name: ClassVar[str]
     Config: ClassVar[type]
     summary: ClassVar[str] = ""
+    kinds: ClassVar[tuple[str, ...]] = ("sequence", "image", "table")  # data kinds it takes: checked before launch
 
     def __init__(self, configs: list[Any | None], device: torch.device | str = "cpu"):
         self.configs = configs

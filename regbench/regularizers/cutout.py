@@ -34,6 +34,7 @@ class Cutout(Regularizer):
     name = "cutout"
     Config = CutoutConfig
     summary = "mask a random square (images) or window (sequences) of each training input"
+    kinds = ("sequence", "image")
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -1,9 +1,9 @@
 """Where a job's records live and whether they are complete: the pieces resume, failure and locking are made of.
 
 A job's folder is named by its run id, a stable hash of the validated job config (without keys that only change
-how a run is shown or saved), so re-running a sweep finds the folders of the jobs it already finished. These are
-small functions on purpose: the Hydra shell (`regbench.hydra_app`) and a launcher that trains many jobs as one
-population both call them.
+how a run is shown or saved; with the content of a user's data file), so re-running a sweep finds the folders of
+the jobs it already finished. These are small functions on purpose: the Hydra shell (`regbench.hydra_app`) and a
+launcher that trains many jobs as one population both call them.
 
     job_dir(root, spec)        results/jobs/<run id>
     is_complete(folder, id)    a loadable result.json whose run id matches
@@ -38,22 +38,52 @@ LOCK = ".lock"
 SWEEP_INDEX = "jobs.jsonl"  # in a sweep's folder: one line per job run by the sweep, naming its folder
 # Trainer keys that change how a run is shown or saved, never its numbers: they stay out of the run id.
 NOT_IN_RUN_ID = ("progress", "resume", "checkpoint_every", "threads")
+# Dataset fields naming a user's file (csv and npz: path, test_path): the file's content goes into the run id, so
+# editing it in place trains again instead of finding the old record complete.
+FILE_FIELDS = ("path", "file")
+_digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256: the run id is asked for often
 
 
 def _plain(obj):
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
 
 
+def file_digest(path: str) -> str | None:
+    """SHA-256 of a file's bytes (None if it cannot be read), hashed again only when its size or mtime changes."""
+    p = os.path.abspath(os.path.expanduser(path))
+    try:
+        st = os.stat(p)
+        key = (p, st.st_size, st.st_mtime_ns)
+        if key not in _digests:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            _digests[key] = h.hexdigest()
+        return _digests[key]
+    except OSError:
+        return None
+
+
 def identity(spec) -> dict:
     """What a job computes, as plain data: the input of its run id (stored in its record too)."""
     trainer = {k: v for k, v in _plain(spec.trainer).items() if k not in NOT_IN_RUN_ID}
-    return {
-        "dataset": _plain(spec.dataset),
+    dataset = _plain(spec.dataset)
+    ident = {
+        "dataset": dataset,
         "model": _plain(spec.model),
         # a list, not a dict: the composed order decides the order transforms apply in
         "regularizers": [[name, _plain(c)] for name, c in spec.regularizers.items()],
         "trainer": trainer,
     }
+    files = {
+        k: file_digest(v)
+        for k, v in dataset.items()
+        if isinstance(v, str) and v and any(k == f or k.endswith(f"_{f}") for f in FILE_FIELDS)
+    }
+    if files:  # only then: the run ids of generated and downloaded datasets stay what they were
+        ident["data_files"] = files
+    return ident
 
 
 def run_id(spec) -> str:
