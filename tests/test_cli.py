@@ -182,6 +182,7 @@ def test_hydra_shell_completion_completes_run_overrides_in_bash(tmp_path):
 
 def test_typer_shell_completion_is_installed_and_completes_commands(tmp_path):
     exe = Path(sys.executable).parent / "regbench"
-    script = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, cwd=tmp_path).stdout
-    assert "_regbench_completion" in script
+    r = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, cwd=tmp_path)
+    script = r.stdout
+    assert "_regbench_completion" in script, (r.returncode, r.stderr)
     assert _bash_complete(script, "regbench ea", tmp_path) == ["early-stop"]
