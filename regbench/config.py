@@ -57,8 +57,8 @@ class TrainerConfig:
     checkpoint_every: int | None = param(None, "save a checkpoint every this many epochs (none: never)", ge=1)
     threads: int | None = param(
         None,
-        "torch CPU threads per job; null: the launcher's cpus_per_task, else 1 (the default run on 2 shared cores: "
-        "35, 102, 40 s on 1 thread, 756, 778, 665 s on 2)",
+        "torch CPU threads per job; null: the launcher's cpus_per_task, else 1 (the default run, 2 cores: idle, "
+        "1 thread 18-19 s, 2 threads 15-18 s; shared with other jobs, 35-102 s against 665-778 s)",
         ge=1,
     )
 
