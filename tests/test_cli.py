@@ -182,7 +182,10 @@ def test_hydra_shell_completion_completes_run_overrides_in_bash(tmp_path):
 
 def test_typer_shell_completion_is_installed_and_completes_commands(tmp_path):
     exe = Path(sys.executable).parent / "regbench"
-    r = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, cwd=tmp_path)
+    # typer detects the shell from the parent process: a bash that stays (`; true`: no exec), not make's sh
+    r = subprocess.run(
+        ["bash", "-c", f"{shlex.quote(str(exe))} --show-completion; true"], capture_output=True, text=True, cwd=tmp_path
+    )
     script = r.stdout
     assert "_regbench_completion" in script, (r.returncode, r.stderr)
     assert _bash_complete(script, "regbench ea", tmp_path) == ["early-stop"]
