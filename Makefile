@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.regbench-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow test-all lint format smoke bench soak gpu-wheels clean
+.PHONY: help install demo test test-slow test-all lint format smoke bench fingerprint soak gpu-wheels clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ smoke: install ## A tiny end-to-end run, as CI would: two epochs, one seed
 
 bench: install ## Time regbench against a textbook training loop on one sweep (prints speedup: <ratio>)
 	$(BIN)/python bench/bench.py
+
+fingerprint: install ## A hash of a broad sweep's numbers: the same before and after a change that must keep them
+	$(BIN)/python bench/fingerprint.py
 
 soak: install ## Memory across a 200-job sweep in one process (RSS per 25 jobs; a few minutes)
 	$(BIN)/python bench/soak.py --jobs 200

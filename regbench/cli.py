@@ -130,7 +130,7 @@ def run(
     overrides: list[str] = typer.Argument(None, help="Hydra overrides and flags."),
     force: bool = typer.Option(False, "--force", help="Re-run jobs whose complete records exist (resume=false)."),
 ):
-    from regbench import overrides as checks
+    from regbench import preflight as checks
 
     args = list(overrides or []) + list(ctx.args) + (["trainer.resume=false"] if force else [])
     try:

@@ -15,7 +15,7 @@ from regbench.errors import RunError, UsageError
 from regbench.results import provenance, store
 from regbench.train.checkpoint import Checkpointing
 from regbench.train.engine import train_population
-from regbench.train.metrics import COLUMNS
+from regbench.train.evaluate import COLUMNS
 from regbench.train.population import members_for
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from regbench.experiment import final_metrics
 from regbench.results import records
-from regbench.train.metrics import COLUMNS
+from regbench.train.evaluate import COLUMNS
 
 
 def metrics(train_acc: float, val_acc: float, test_acc: float = 0.5) -> dict:

@@ -287,10 +287,10 @@ def test_the_largest_first_seed_allowed_trains(compose_cfg):
 
 
 def test_per_job_checkpoints_are_accepted_by_a_per_job_launcher():
-    from regbench import overrides
+    from regbench import preflight
 
-    assert overrides.check(["-m", "hydra/launcher=basic", "trainer.seed=0,1", "trainer.checkpoint_every=5"]) == 2
-    assert overrides.check(["trainer.checkpoint_every=5"]) == 1  # a single run checkpoints as ever
+    assert preflight.check(["-m", "hydra/launcher=basic", "trainer.seed=0,1", "trainer.checkpoint_every=5"]) == 2
+    assert preflight.check(["trainer.checkpoint_every=5"]) == 1  # a single run checkpoints as ever
 
 
 def test_a_cnn_on_table_data_is_refused_by_the_real_command_before_any_folder(tmp_path):

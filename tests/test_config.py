@@ -9,7 +9,7 @@ import pytest
 from regbench import data, models, regularizers
 from regbench.config import validate_config
 from regbench.errors import UsageError
-from regbench.overrides import options
+from regbench.preflight import options
 
 REG_CHOICES = [[]] + [[r] for r in regularizers.REGULARIZERS] + [list(regularizers.REGULARIZERS)]
 

@@ -29,7 +29,7 @@ def graph_steps(monkeypatch):
     """The CudaGraphStep objects the engine makes, to check that it captured graphs rather than ran eagerly."""
     made = []
 
-    class Spy(engine.graph.CudaGraphStep):
+    class Spy(engine.cuda_graph.CudaGraphStep):
         def __init__(self, *args):
             super().__init__(*args)
             made.append(self)

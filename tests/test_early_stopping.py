@@ -10,7 +10,7 @@ from regbench import data
 from regbench.config import validate_config
 from regbench.regularizers.early_stopping import Criterion, EarlyStoppingConfig, replay
 from regbench.train.engine import train_population
-from regbench.train.metrics import COLUMNS
+from regbench.train.evaluate import COLUMNS
 from regbench.train.population import members_for
 
 from .conftest import TINY

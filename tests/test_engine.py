@@ -9,7 +9,7 @@ from regbench import data, models
 from regbench.config import validate_config
 from regbench.models.base import ModelHints
 from regbench.train.engine import Schedule, train_population
-from regbench.train.metrics import COLUMNS, evaluate
+from regbench.train.evaluate import COLUMNS, evaluate
 from regbench.train.population import members_for
 
 from .conftest import TINY
@@ -196,9 +196,9 @@ def test_several_strengths_in_one_population_equal_each_trained_separately(compo
 
 def test_evaluation_gives_a_member_the_same_bits_whatever_the_chunking(compose_cfg, monkeypatch):
     """Evaluation runs in chunks of rows sized by K (memory); a member's loss must not depend on them."""
-    from regbench.train import metrics
+    import regbench.train.evaluate as evaluation
 
-    monkeypatch.setattr(metrics, "_CHUNK_ELEMENTS", 8192)  # K=2: 16 rows a chunk, K=5: 6 rows
+    monkeypatch.setattr(evaluation, "_CHUNK_ELEMENTS", 8192)  # K=2: 16 rows a chunk, K=5: 6 rows
     spec = validate_config(compose_cfg())  # the full-size default split: thousands of rows, hundreds of chunks
     splits = data.load(spec.dataset)
 

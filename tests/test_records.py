@@ -12,7 +12,7 @@ import torch
 
 from regbench.experiment import run_experiment
 from regbench.results import provenance, records
-from regbench.train.metrics import COLUMNS
+from regbench.train.evaluate import COLUMNS
 
 from .conftest import TINY
 

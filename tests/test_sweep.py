@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from regbench import overrides, sweep
+from regbench import preflight, sweep
 from regbench.config import validate_config
 from regbench.errors import UsageError
 from regbench.experiment import run_experiment
@@ -135,7 +135,7 @@ def test_population_result_select_renumbers_a_jobs_members(compose_cfg):
 
 @pytest.mark.parametrize("preset,jobs", [("singles", 37), ("ablation", 7), ("strengths", 5)])
 def test_presets_expand_and_every_job_is_validated(preset, jobs):
-    assert overrides.check(["-m", f"experiment={preset}"]) == jobs
+    assert preflight.check(["-m", f"experiment={preset}"]) == jobs
 
 
 def test_the_singles_preset_covers_every_regularizer():
@@ -153,9 +153,9 @@ def test_the_singles_preset_covers_every_regularizer():
 
 def test_a_preset_job_with_a_bad_value_is_refused_before_anything_runs():
     with pytest.raises(UsageError, match=r"^trainer.lr=0.0: must be in \(0.0, 10.0\]$"):
-        overrides.check(["-m", "experiment=singles", "trainer.lr=0.0"])
+        preflight.check(["-m", "experiment=singles", "trainer.lr=0.0"])
     with pytest.raises(UsageError, match=r"^experiment: unknown name 'nope'; known: ablation, singles, strengths$"):
-        overrides.check(["-m", "experiment=nope"])
+        preflight.check(["-m", "experiment=nope"])
 
 
 def test_each_process_of_a_multi_process_sweep_takes_its_own_gpu(monkeypatch):

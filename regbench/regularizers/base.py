@@ -16,7 +16,7 @@ Hooks, in the order the engine calls them:
                            layer as soon as its gradients are complete (layerwise())
   post_step(model, lr)     after each optimizer step: projections, decoupled decay
   on_eval(model, epoch, metrics) -> [K] bool
-                           after each evaluation (metrics: [K, 6] on the device, columns as train.metrics.COLUMNS):
+                           after each evaluation (metrics: [K, 6] on the device, columns as train.evaluate.COLUMNS):
                            members to freeze from now on (early stopping); the engine stops updating them
   on_end(model) -> bool    after training: e.g. restore each member's best weights; True if it changed weights
   record() -> [K] dicts    fields each member adds to its entry in result.json (e.g. stop and best epochs)

@@ -31,7 +31,7 @@ import torch
 from regbench.errors import RunError
 from regbench.regularizers.base import Regularizer
 from regbench.schema import param
-from regbench.train.metrics import COLUMNS
+from regbench.train.evaluate import COLUMNS
 
 CRITERIA = ("patience", "gl", "pq", "up")
 

@@ -30,8 +30,8 @@ from regbench.errors import UsageError
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.regularizers.base import Batch
-from regbench.train import checkpoint, denormals, graph, optim
-from regbench.train.metrics import COLUMNS, evaluate
+from regbench.train import checkpoint, cuda_graph, denormals, optim
+from regbench.train.evaluate import COLUMNS, evaluate
 from regbench.train.population import Member
 
 log = logging.getLogger("regbench")
@@ -315,7 +315,7 @@ def _train_population(splits, model_cfg, trainer, members, device, progress, ckp
             step_t.add_(1)
 
     idx_like = torch.empty(k, trainer.batch_size, dtype=torch.int64, device=device)  # a step's minibatch indices
-    run_step = graph.CudaGraphStep(one_step, idx_like) if graphed else None
+    run_step = cuda_graph.CudaGraphStep(one_step, idx_like) if graphed else None
     for epoch in range(first, total_epochs + 1):  # noqa: B020 - after the loop, epoch is the last one trained
         order = schedule.epoch()
         for i in range(min(spe, total_steps - step)):

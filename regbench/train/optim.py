@@ -124,7 +124,7 @@ class Optimizer:
         if trainer.optimizer == "sgd":
             self.opt = torch.optim.SGD([flat.param], lr=trainer.lr, momentum=trainer.momentum)
         else:
-            # capturable: its step count stays on the device, so a CUDA graph can hold the step (graph.py)
+            # capturable: its step count stays on the device, so a CUDA graph can hold the step (cuda_graph.py)
             self.opt = FusedAdam(flat.param, trainer.lr, capturable=flat.param.is_cuda)
         self.direct: tuple | None = None  # the fused kernel's arguments, once the first step made the state
         self.probed = False  # whether the state was looked at for them (SGD has none)
