@@ -5,7 +5,7 @@ whether it trains alone, beside its baseline, or inside a sweep batch of hundred
 trained in a population equals the member trained alone" hold. The hash is murmur3's 32-bit finalizer over a
 combined counter. Seeds and steps are combined with their constants in int64 (they may pass 2^31) and reduced to
 their low 32 bits; the hash itself runs in int32, whose multiplications wrap modulo 2^32 exactly as murmur3 wants,
-on CPU and CUDA alike: it draws dropout masks every step, and int64 arithmetic made it cost more than the matmuls
+on CPU and CUDA alike: it draws dropout masks every step, and in int64 arithmetic it would cost more than the matmuls
 it regularizes (1.1 ms against 0.2 ms for a [12, 100, 100] mask on 2 CPU cores). Tests check the bits against a
 pure-Python murmur3.
 """
@@ -158,7 +158,7 @@ class Stream:
         threshold = keep_threshold(p) ([K]). With steps > 0, the decisions of steps step..step+steps-1 at once, as
         [steps, K, *shape] (into `out` when given). Dropout passes value = 1/(1-p): its multipliers in one pass.
 
-        The decisions in int32 arithmetic, with no bool tensor (on CPU a kernel that writes or reads one took
+        The decisions in int32 arithmetic, with no bool tensor (on CPU a kernel that writes or reads one takes
         30-45 us for a [12, 100, 100] mask, an int32 or float32 one 4-7 us) and no float conversion: the uniform is
         u = top / 2^24 with top the hash's top 24 bits, so u >= p exactly when top >= ceil(p * 2^24), that is when
         threshold - top < 0 (no overflow: both are below 2^24). An arithmetic shift by 31 turns that sign into all

@@ -3,8 +3,8 @@
 `make_dataset` builds the set from templates; `get_dataset` would download a pickle, so it is never called. Its
 defaults (5000 examples, 4000 train / 1000 test, seed 42) reproduce the published set.
 
-Building it took 5 s a process on 2 CPU cores (1.7 s importing mnist1d and scipy, 3.3 s generating), more than the
-default comparison's training, and every process of a joblib or Slurm sweep paid it again. So the arrays are kept
+Building it costs ~5 s a process on 2 CPU cores (1.7 s importing mnist1d and scipy, 3.3 s generating), more than the
+default comparison's training, and every process of a joblib or Slurm sweep would pay it again. So the arrays are kept
 in regbench's cache ($REGBENCH_CACHE or ~/.cache/regbench, as downloads are), one file per (size, seed, package
 version), loaded in milliseconds. The file is written to a temporary name and renamed into place, so a crash leaves
 none or a whole one; one that cannot be read is generated again and replaced, and a cache that cannot be written is
