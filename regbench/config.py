@@ -63,8 +63,8 @@ class TrainerConfig:
     )
     fast: bool = param(
         True,
-        "the fast path: hand-written steps, one flat fused optimizer, CUDA graphs; false: autograd and torch.optim "
-        "(the same members, within float tolerance)",
+        "the fast path: hand-written steps, one flat fused optimizer, CUDA graphs, compile when asked; false: eager "
+        "autograd and torch.optim (the same members, within float tolerance)",
     )
 
 

@@ -10,8 +10,8 @@ and marked diverged, while the rest of the population trains on (members never m
 of a batched matmul stays in that slice).
 
 Two paths compute the same training, as nanoGPT keeps its manual attention beside the flash one:
-  plain (trainer.fast=false): the model's forward and autograd's backward, penalties in the loss, torch.optim's
-    Adam or SGD on each parameter. The reference: read this one first.
+  plain (trainer.fast=false): the model's forward and autograd's backward, eager (no torch.compile, no CUDA
+    graph), penalties in the loss, torch.optim's Adam or SGD on each parameter. The reference: read it first.
   fast (the default): the model's hand-written step where it has one (the MLP, models/mlp_fast.py), else autograd
     with the penalties' closed-form gradients; one fused optimizer over a flat buffer of all parameters
     (optim.py), on the CPU stepping each layer as soon as its gradients are complete; on CUDA the step captured
@@ -230,7 +230,6 @@ def train_population(
 
 
 def _train_population(splits, model_cfg, trainer, members, device, progress, ckpt, flushed) -> PopulationResult:
-    t0 = time.perf_counter()
     # ---- setup: model, optimizer, step function, freezer, schedule; resume from a checkpoint ----
     run = Training(splits, model_cfg, trainer, members, device, flushed)
     run.resume(ckpt)
@@ -248,14 +247,14 @@ def _train_population(splits, model_cfg, trainer, members, device, progress, ckp
         if epoch % trainer.eval_every == 0 or run.step == run.total_steps:
             run.eval_epoch(epoch, progress)
         if ckpt is not None and (ckpt.due(epoch) or run.freezer.all_frozen()) and run.step < run.total_steps:
-            checkpoint.save(ckpt, run.state_dict(run.elapsed + time.perf_counter() - t0))
+            checkpoint.save(ckpt, run.state_dict())
         if run.freezer.all_frozen():
             break
 
     # ---- wrap-up: end-of-training hooks, final metrics, history rows ----
     if progress is not None:
         progress.close()
-    return run.result(run.elapsed + time.perf_counter() - t0)
+    return run.result()
 
 
 class Training:
@@ -263,6 +262,7 @@ class Training:
     step, history, divergence flags), and the loop's steps, evaluations and checkpoints."""
 
     def __init__(self, splits, model_cfg, trainer, members: list[Member], device, flushed: bool):
+        self.t0 = time.perf_counter()
         self.splits, self.trainer, self.members, self.device, self.flushed = splits, trainer, members, device, flushed
         self.k = k = len(members)
         n_train = len(splits.y_train)
@@ -278,7 +278,7 @@ class Training:
         self.model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints)
         self.model = self.model.to(device)
         self.fast = trainer.fast and torch_private.usable()
-        self.backward, self.opt = self._step_and_optimizer()
+        self.forward_backward, self.opt = self._step_and_optimizer()
         self.freezer = Freezer(self.model, k, device)
 
         self.schedule = Schedule(seeds, n_train, trainer.batch_size, device)
@@ -289,7 +289,7 @@ class Training:
         self.history: list[tuple[int, int, torch.Tensor]] = []  # (epoch, step, [K, 6] metrics) per evaluation
         self.step = 0
         self.epoch = 0
-        self.elapsed = 0.0  # training time spent before a resume
+        self.elapsed = 0.0  # training time spent before a resume (wall_time)
         # every step's loss finite so far, per member; read at evaluations (one in-place AND a step: the step's flags)
         self.finite = torch.ones(k, dtype=torch.bool, device=device)
         # Under torch.compile and in a CUDA graph the step number is a device tensor the step increments itself, so
@@ -306,11 +306,10 @@ class Training:
         penalised = [r for r in regs if r.has_penalty()]
         self.clear_grads = True  # autograd adds into .grad, and must start every step from zero
         self.layerwise = False
-        if not self.fast:  # the penalties join the loss; torch's own optimizer on each parameter
+        if not self.fast:  # eager autograd, the penalties in the loss; torch's own optimizer on each parameter
             self.penalised, self.layers = [], []
-            opt = optim.plain(model, trainer)
             penalties = [(r, model) for r in penalised]
-            return partial(autograd_step, compiled(model, trainer, device), autocast, penalties=penalties), opt
+            return partial(autograd_step, model, autocast, penalties=penalties), optim.plain(model, trainer)
 
         self.penalised = penalised  # their gradients added in closed form after the backward pass
         by_hand = model.fast_step(self.flushed) if not trainer.compile and trainer.precision == "fp32" else None
@@ -342,10 +341,13 @@ class Training:
             self.finite.copy_(~state["bad"])
             self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
             log.info("resumed from %s at epoch %d", ckpt.path, self.epoch)
-        if self.trainer.compile or self.graphed:
+        if (self.fast and self.trainer.compile) or self.graphed:
             self.step_t = torch.tensor(self.step, dtype=torch.int64, device=self.device)
 
-    def state_dict(self, elapsed: float) -> dict:
+    def wall_time(self) -> float:
+        return self.elapsed + time.perf_counter() - self.t0
+
+    def state_dict(self) -> dict:
         """What a checkpoint holds: everything the rest of the run depends on."""
         return {
             "model": self.model.state_dict(),
@@ -357,7 +359,7 @@ class Training:
             "bad": ~self.finite,
             "epoch": self.epoch,
             "step": self.step,
-            "elapsed": elapsed,
+            "elapsed": self.wall_time(),
         }
 
     def first_epoch(self) -> int:
@@ -390,9 +392,9 @@ class Training:
         # ---- regularizer hooks before the forward pass go here ----
         if self.layerwise and opt.stepwise:  # from the second step: the first makes the optimizer's state
             opt.count_step()
-            self.finite.logical_and_(self.backward(batch.x, batch.y, ctx, self.update_layer))
+            self.finite.logical_and_(self.forward_backward(batch.x, batch.y, ctx, self.update_layer))
         else:
-            self.finite.logical_and_(self.backward(batch.x, batch.y, ctx))
+            self.finite.logical_and_(self.forward_backward(batch.x, batch.y, ctx))
             for r in self.penalised:
                 r.penalty_grad(model)
             # ---- regularizer hooks after the backward pass, before the optimizer step, go here ----
@@ -418,7 +420,7 @@ class Training:
         if progress is not None:
             progress.update(epoch, metrics[:, COLUMNS.index("val_acc")].nan_to_num(0.0).max().item())
 
-    def result(self, wall_time: float) -> PopulationResult:
+    def result(self) -> PopulationResult:
         """The end-of-training hooks (e.g. restoring best weights), final metrics, and the history as rows."""
         changed = [r.on_end(self.model) for r in self.regs]  # a list, so every hook runs
         if self.freezer.any or any(changed):
@@ -444,7 +446,7 @@ class Training:
             extras=extras,
             steps=self.step,
             epochs=self.epoch,
-            wall_time=wall_time,
+            wall_time=self.wall_time(),
             device=str(self.device),
             denormals_flushed=self.flushed,
         )
