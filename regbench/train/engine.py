@@ -118,7 +118,7 @@ def autograd_step(forward, autocast, x: torch.Tensor, y: torch.Tensor, ctx: Cont
 class Gather:
     """The examples and labels of [K, B] minibatch indices, written into the same two tensors every step (a fresh
     half-megabyte tensor a step costs page faults on CPU). index_select copies whole rows; advanced indexing
-    (x[idx]) computes an offset per element and took four times as long."""
+    (x[idx]) computes an offset per element and takes four times as long."""
 
     def __init__(self, splits):
         self.x, self.y = splits.x_train, splits.y_train
@@ -196,7 +196,7 @@ class Schedule:
 
     def epoch(self) -> torch.Tensor:
         """[steps_per_epoch, K, B] indices for the next epoch, one copy to the device per epoch; steps first, so
-        that a step's [K, B] indices are one contiguous block (a strided one was copied again every step)."""
+        that a step's [K, B] indices are one contiguous block (a strided one would be copied again every step)."""
         used = self.steps_per_epoch * self.b
         perms = torch.stack([torch.randperm(self.n, generator=g)[:used] for g in self.gens])
         perms = perms.view(len(self.gens), self.steps_per_epoch, self.b).to(self.device, non_blocking=True)
