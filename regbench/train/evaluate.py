@@ -15,8 +15,8 @@ SPLITS = ("train", "val", "test")
 COLUMNS = tuple(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc"))  # order of the metrics tensor's columns
 
 # Elements of a hidden layer's activations ([K, rows, 256-ish]) per evaluation chunk: bounds memory for large
-# populations, and keeps a chunk's activations (4 MB) in cache. At 1 << 24 (64 MB) evaluating the benchmark's
-# 36 members on MNIST-1D took 100 ms, at 1 << 20 53 ms (2 CPU cores); 1 << 18 is slower again (75 ms).
+# populations, and keeps a chunk's activations (4 MB) in cache. Evaluating the benchmark's 36 members on MNIST-1D
+# (2 CPU cores) takes 100 ms at 1 << 24 (64 MB), 53 ms at 1 << 20, 75 ms at 1 << 18.
 _CHUNK_ELEMENTS = 1 << 20
 
 
