@@ -44,6 +44,7 @@ def _refuse_fast_path(monkeypatch) -> None:
         ("mlp", "l2,dropout"),  # fast: the hand-written step, closed-form penalty gradients, Adam a layer at a time
         ("mlp", "l1,batch_norm"),  # fast: autograd, closed-form penalty gradients, the flat optimizer
         ("cnn", "l2,dropout"),
+        ("mlp", "early_stopping,label_smoothing,max_norm,weight_decay,elastic_net"),  # every other hook
     ],
 )
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
