@@ -174,3 +174,15 @@ def test_evaluation_forward_gives_the_generic_forwards_bits_with_reused_buffers(
     if depth:
         assert {name for name in model.scratch.bufs if name.startswith("eval")}  # the path was taken
     assert all(torch.equal(got, want) for got, want in kept)
+
+
+def test_plain_evaluation_takes_the_readable_forward_with_the_same_bits():
+    """Context(fast=False) (trainer.fast=false) evaluates through MLP.forward itself: no reused buffers."""
+    model = _model(2, (12,), 0.4, 0.2)
+    x = torch.randn(7, 12, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        plain = model(x, Context(seeds=torch.tensor(SEEDS), train=False, fast=False))
+        assert not model.scratch.bufs
+        fast = model(x, Context(seeds=torch.tensor(SEEDS), train=False))
+        assert model.scratch.bufs
+    assert torch.equal(plain, fast)

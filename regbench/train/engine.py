@@ -3,11 +3,10 @@
 Data stay on the device as tensors and minibatches are gathered by index: no DataLoader, and no host
 synchronisation inside the step loop (the only syncs are one per evaluation: progress, freezing, divergence).
 
-A member whose loss turns NaN or infinite (its data loss; penalties add their gradients directly, so a penalty
-whose value overflows while the weights stay finite is not divergence) is caught by a [K] flag accumulated on the
-device every step and read at the next evaluation, or by non-finite evaluation metrics; from then on it is frozen
-and marked diverged, while the rest of the population trains on (members never mix: a NaN in one member's slice
-of a batched matmul stays in that slice).
+A member whose loss turns NaN or infinite (its data loss: a penalty whose value overflows while the weights stay
+finite is not divergence) is caught by a [K] flag accumulated on the device every step and read at the next
+evaluation, or by non-finite evaluation metrics; from then on it is frozen and marked diverged, while the rest of
+the population trains on (members never mix: a NaN in one member's slice of a batched matmul stays in that slice).
 
 Two paths compute the same training, as nanoGPT keeps its manual attention beside the flash one:
   plain (trainer.fast=false): the model's forward and autograd's backward, eager (no torch.compile, no CUDA
