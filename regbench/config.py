@@ -61,6 +61,11 @@ class TrainerConfig:
         "1 thread 18-19 s, 2 threads 15-18 s; shared with other jobs, 35-102 s against 665-778 s)",
         ge=1,
     )
+    fast: bool = param(
+        True,
+        "the fast path: hand-written steps, one flat fused optimizer, CUDA graphs, compile when asked; false: eager "
+        "autograd and torch.optim (the same members, within float tolerance)",
+    )
 
 
 @dataclass

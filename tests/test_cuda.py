@@ -34,7 +34,7 @@ def graph_steps(monkeypatch):
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(engine.graph, "CudaGraphStep", Spy)
+    monkeypatch.setattr(engine.cuda_graph, "CudaGraphStep", Spy)
     return made
 
 

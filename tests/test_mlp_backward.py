@@ -1,4 +1,5 @@
-"""The MLP's hand-written training step computes exactly what autograd computes, in every configuration."""
+"""The MLP's hand-written training step (models/mlp_fast.py) computes exactly what autograd computes, in every
+configuration."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from regbench import models
+from regbench.models import mlp_fast
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.models.mlp import MlpConfig
@@ -39,7 +41,8 @@ def _model(depth: int, input_shape, dropout: float, input_dropout: float):
 def test_hand_written_step_matches_autograd(depth, input_shape, dropout, input_dropout, soft):
     by_hand = _model(depth, input_shape, dropout, input_dropout)
     auto = copy.deepcopy(by_hand)
-    assert by_hand.by_hand
+    step = by_hand.fast_step()
+    assert step is not None
     gen = torch.Generator().manual_seed(3)
     k, b = len(SEEDS), 9
     x = torch.randn(k, b, *input_shape, generator=gen)
@@ -50,7 +53,7 @@ def test_hand_written_step_matches_autograd(depth, input_shape, dropout, input_d
     ctx = Context(seeds=torch.tensor(SEEDS), step=11, train=True)
     for p in by_hand.parameters():  # the engine does not clear gradients for it: every one must be overwritten
         p.grad = torch.full_like(p, float("nan"))
-    finite = by_hand.train_step(x, y, ctx)
+    finite = step(x, y, ctx)
     finite_auto = autograd_step(auto, contextlib.nullcontext(), x, y, ctx)
     assert torch.equal(finite, finite_auto) and bool(finite.all())
     for (name, p), q in zip(by_hand.named_parameters(), auto.parameters()):
@@ -74,12 +77,12 @@ def test_a_member_with_non_finite_logits_is_flagged_and_the_others_are_not(where
             model.head.bias[member, 0, 3] = value
     x = torch.randn(len(SEEDS), 6, 12).abs()
     y = torch.zeros(len(SEEDS), 6, dtype=torch.int64)
-    finite = model.train_step(x, y, Context(seeds=torch.tensor(SEEDS), step=0, train=True))
+    finite = model.fast_step()(x, y, Context(seeds=torch.tensor(SEEDS), step=0, train=True))
     assert finite.tolist() == [j != member for j in range(len(SEEDS))]
 
 
 def test_the_step_follows_parameters_moved_after_its_first_call():
-    """train_step makes its views of the parameters, gradients and buffers once (a plan); parameters moved into the
+    """The step makes its views of the parameters, gradients and buffers once (a plan); parameters moved into the
     optimizer's flat buffer after a first step must not leave it reading the old weights or writing the old
     gradients."""
     model = _model(2, (12,), 0.3, 0.0)
@@ -87,13 +90,14 @@ def test_the_step_follows_parameters_moved_after_its_first_call():
     gen = torch.Generator().manual_seed(5)
     x, y = torch.randn(len(SEEDS), 9, 12, generator=gen), torch.randint(0, 5, (len(SEEDS), 9), generator=gen)
     ctx = Context(seeds=torch.tensor(SEEDS), step=3, train=True)
-    model.train_step(x, y, ctx)  # the plan, on the module's own tensors
-    flat = optim.FlatParams(model, model.layers())  # every parameter and gradient moves into one buffer
+    step, fresh_step = model.fast_step(), fresh.fast_step()
+    step(x, y, ctx)  # the plan, on the module's own tensors
+    flat = optim.FlatParams(model, step.layers())  # every parameter and gradient moves into one buffer
     with torch.no_grad():  # a change that only the new memory holds
         model.head.weight.mul_(2)
         fresh.head.weight.mul_(2)
-    model.train_step(x, y, ctx)
-    fresh.train_step(x, y, ctx)
+    step(x, y, ctx)
+    fresh_step(x, y, ctx)
     for (name, p), q in zip(model.named_parameters(), fresh.parameters()):
         assert torch.equal(p.grad, q.grad), name
     assert flat.param.grad.abs().sum() > 0
@@ -102,7 +106,7 @@ def test_the_step_follows_parameters_moved_after_its_first_call():
 def test_batch_norm_models_keep_autograd():
     hints = ModelHints.plain(2)
     hints.batch_norm = torch.tensor([True, False])
-    assert not models.build(MlpConfig(), (12,), "sequence", 5, [0, 1], hints).by_hand
+    assert models.build(MlpConfig(), (12,), "sequence", 5, [0, 1], hints).fast_step() is None
 
 
 def test_a_members_gradients_do_not_depend_on_its_place_or_its_company(two_threads):
@@ -117,7 +121,7 @@ def test_a_members_gradients_do_not_depend_on_its_place_or_its_company(two_threa
         hints = ModelHints.plain(len(idx))
         hints.dropout = torch.tensor([0.3 if i % 2 else 0.0 for i in idx])
         model = models.build(MlpConfig(), (40,), "sequence", 10, idx, hints)
-        model.train_step(x[idx], y[idx], Context(seeds=torch.tensor(idx), step=5, train=True))
+        model.fast_step()(x[idx], y[idx], Context(seeds=torch.tensor(idx), step=5, train=True))
         return {i: [p.grad[pos] for p in model.parameters()] for pos, i in enumerate(idx)}
 
     everyone = grads(list(range(n)))
@@ -128,24 +132,24 @@ def test_a_members_gradients_do_not_depend_on_its_place_or_its_company(two_threa
 
 @pytest.mark.parametrize("soft", [False, True])
 def test_flushed_step_raises_tiny_log_probabilities_without_changing_a_gradient_bit(soft):
-    """With denormals flushed, train_step raises log-probabilities below -87 to -87 before exp (whose vector path
+    """With denormals flushed, the step raises log-probabilities below -87 to -87 before exp (whose vector path
     an input below -87.34 leaves, 30-100x slower); divided by the batch, those probabilities flush to zero either
     way, so every gradient is the same to the bit."""
     floored = _model(2, (12,), 0.3, 0.0)
     with torch.no_grad():
         floored.head.weight.mul_(1000.0)  # confident members: wrong classes far below e^-87
     plain = copy.deepcopy(floored)
-    floored.flushed = True
+    floored_step, plain_step = mlp_fast.TrainStep(floored, flushed=True), mlp_fast.TrainStep(plain, flushed=False)
     gen = torch.Generator().manual_seed(8)
     k, b = len(SEEDS), 9
     x = torch.randn(k, b, 12, generator=gen)
     y = torch.softmax(torch.randn(k, b, 5, generator=gen) * 2, -1) if soft else torch.randint(0, 5, (k, b))
     ctx = Context(seeds=torch.tensor(SEEDS), step=4, train=True)
     with denormals.flushing():
-        plain.train_step(x, y, ctx)
-        floored.train_step(x, y, ctx)
-    assert floored._plan.floor == -87.0 and plain._plan.floor is None
-    logits = plain._plan.head.out  # [K, C, B], the step's
+        plain_step(x, y, ctx)
+        floored_step(x, y, ctx)
+    assert floored_step.plan.floor == -87.0 and plain_step.plan.floor is None
+    logits = plain_step.plan.head.out  # [K, C, B], the step's
     assert (torch.log_softmax(logits, 1) < -87.34).any()  # the case the floor is for is there
     for (name, p), q in zip(floored.named_parameters(), plain.parameters()):
         assert torch.equal(p.grad, q.grad), name
@@ -168,5 +172,17 @@ def test_evaluation_forward_gives_the_generic_forwards_bits_with_reused_buffers(
         assert torch.equal(got, want)
         kept.append((got, want))
     if depth:
-        assert {name for name in model._scratch if name.startswith("eval")}  # the path was taken
+        assert {name for name in model.scratch.bufs if name.startswith("eval")}  # the path was taken
     assert all(torch.equal(got, want) for got, want in kept)
+
+
+def test_plain_evaluation_takes_the_readable_forward_with_the_same_bits():
+    """Context(fast=False) (trainer.fast=false) evaluates through MLP.forward itself: no reused buffers."""
+    model = _model(2, (12,), 0.4, 0.2)
+    x = torch.randn(7, 12, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        plain = model(x, Context(seeds=torch.tensor(SEEDS), train=False, fast=False))
+        assert not model.scratch.bufs
+        fast = model(x, Context(seeds=torch.tensor(SEEDS), train=False))
+        assert model.scratch.bufs
+    assert torch.equal(plain, fast)

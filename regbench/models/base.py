@@ -28,9 +28,6 @@ class MemberModel(nn.Module):
 
     k: int
     kinds: tuple[str, ...] = ("sequence", "image", "table")  # data kinds it takes: checked before any job starts
-    by_hand = False  # True where the model offers train_step(x, y, ctx, done) and layers(): a hand-written step
-    # set by the engine: the step runs with denormals flushed to zero on every thread (train/denormals.py)
-    flushed = False
 
     def __init__(self, k: int):
         super().__init__()
@@ -39,6 +36,14 @@ class MemberModel(nn.Module):
         self.biases: list[nn.Parameter] = []
         self.norms: list[nn.Parameter] = []  # batch-norm scale and shift
         self._layer_of: dict[int, nn.Module] | None = None  # weight_rows' lookup: which layer owns each weight
+
+    def fast_step(self, flushed: bool = False):
+        """A hand-written training step, where the model has one (see models/mlp_fast.py), else None: autograd.
+
+        step(x, y, ctx, done=None) -> [K] bool (the member's loss is finite) writes every parameter's gradient;
+        step.layers() lists each layer's parameters, and done(i) says layer i's gradients are complete. `flushed`:
+        the step runs with denormals flushed to zero on every thread (train/denormals.py)."""
+        return None
 
     def per_member(self, t: torch.Tensor) -> torch.Tensor:
         """View any parameter as [K, -1] (conv weights fold members into their first axis)."""

@@ -24,6 +24,7 @@ class Context:
     seeds: torch.Tensor  # [K] int64 on the model's device
     step: int | torch.Tensor = 0
     train: bool = False
+    fast: bool = True  # False on the plain path (trainer.fast=false): models take none of their speed-only paths
 
 
 def uniform_init(gens: list[torch.Generator], shape: tuple[int, ...], fan_in: int) -> torch.Tensor:
@@ -36,11 +37,11 @@ def uniform_init(gens: list[torch.Generator], shape: tuple[int, ...], fan_in: in
 class BatchedLinear(nn.Module):
     """K dense layers. Weights are [K, out, in], nn.Linear's layout: every product of the forward and backward
     pass then has a shape the BLAS handles at full speed, the output layer's narrow ones included (the [K, in,
-    out] layout ran the 100->10 layer's products at a fifth of the speed)."""
+    out] layout runs the 100->10 layer's products at a fifth of the speed)."""
 
     def __init__(self, gens: list[torch.Generator], fan_in: int, fan_out: int):
         super().__init__()
-        # drawn as [in, out] and transposed, so a seed's initial weights stay those of earlier versions
+        # drawn as [in, out] and transposed: that draw order is what fixes a seed's initial weights
         weight = uniform_init(gens, (fan_in, fan_out), fan_in).transpose(1, 2).contiguous()
         self.weight = nn.Parameter(weight)  # [K, out, in]
         self.bias = nn.Parameter(uniform_init(gens, (1, fan_out), fan_in))  # [K, 1, out]
@@ -87,7 +88,7 @@ def member_span(mask: torch.Tensor) -> slice | None:
 
 # Dropout masks are drawn this many steps ahead, in at most this much memory: one pass of the hash over several
 # steps runs a dozen kernels once instead of every step (on 2 CPU cores, 60 us a draw instead of 110 for the
-# benchmark's [12, 100, 100] masks); more steps stopped paying as the masks outgrew the cache.
+# benchmark's [12, 100, 100] masks); more steps do not pay, as the masks outgrow the cache.
 MASK_STEPS = 8
 MASK_BYTES = 4 << 20
 

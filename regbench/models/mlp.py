@@ -1,12 +1,8 @@
 """Multi-layer perceptron: inputs flattened, `depth` hidden layers of `width` units, ReLU.
 
-Training steps have a hand-written backward pass (`train_step`). For member-batched small layers autograd was
-not the cost, its kernels were: cross-entropy over [K*B, 10] logits ran at a tenth of the speed of the same
-softmax over [K, 10, B], and the generic backward could not pick the layouts. By hand, every product has a
-BLAS-friendly shape, the loss gradient is softmax minus targets in one pass, and gradients are written straight
-into the optimizer's buffer. With the flat fused optimizer and cheaper dropout masks, the benchmark population's
-step (36 members, 2 CPU cores) fell from ~12 ms to ~5 ms. Tests check it against autograd for dropout, input
-dropout, soft targets, images and depths 0-3. Batch norm keeps autograd.
+This is the readable model: layers and a forward pass, trained through autograd. Its fast path (a hand-written
+training step, and an evaluation forward into reused buffers) is in mlp_fast.py; trainer.fast=false trains
+without it.
 """
 
 from __future__ import annotations
@@ -17,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from regbench.models import mlp_fast
 from regbench.models.base import MemberModel, ModelHints
 from regbench.models.layers import BatchedLinear, Context, MemberBatchNorm, MemberDropout
 from regbench.schema import param
@@ -52,13 +49,12 @@ class MLP(MemberModel):
             self.biases.append(lin.bias)
         for bn in self.bns:
             self.norms += [bn.weight, bn.bias]
-        self.by_hand = not self.bns  # train_step supports everything but batch norm
-        self._scratch: dict[str, torch.Tensor] = {}  # reused intermediates of train_step and _evaluate (never saved)
-        self._plan: _Plan | None = None  # train_step's views of the above and of the parameters
+        self.scratch = mlp_fast.Scratch()  # the fast evaluation's reused buffers (never saved)
 
     def forward(self, x, ctx: Context):
-        if x.dim() == self.n_in + 1 and not ctx.train and not self.bns and not torch.is_grad_enabled():
-            return self._evaluate(x)
+        shared = x.dim() == self.n_in + 1  # one [N, ...] input for every member: evaluation
+        if ctx.fast and shared and not ctx.train and not self.bns and not torch.is_grad_enabled():
+            return mlp_fast.evaluate(self, x)  # the same bits, into reused buffers
         h = x.flatten(-self.n_in) if self.n_in > 1 else x  # [K, B, F] in training, shared [N, F] at evaluation
         if self.input_drop is not None:
             h = self.input_drop(h, ctx)
@@ -71,182 +67,6 @@ class MLP(MemberModel):
                 h = self.drops[i](h, ctx)
         return self.head(h)
 
-    def _evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        """forward's products and bits for one input shared by all members ([N, ...]) at evaluation, with the hidden
-        activations written in place into two reused buffers. Fresh ones cost page faults (a ReLU over the benchmark's
-        [36, 113, 100] chunk took 155 us into a new tensor, 23 in place): evaluating its 36 members on MNIST-1D went
-        from 53-63 ms to 49-52. The output layer's [K, N, C] logits are returned new: the caller may keep them."""
-        h = (x.flatten(1) if self.n_in > 1 else x).expand(self.k, -1, -1)  # what matmul broadcasts it to
-        for i, lin in enumerate(self.hidden):
-            size = (self.k, h.shape[1], lin.weight.shape[1])
-            out = self._buf(f"eval{i % 2}", size, x)
-            h = torch.bmm(h, lin.weight.transpose(1, 2), out=out).add_(lin.bias).relu_()
-        return torch.baddbmm(self.head.bias, h, self.head.weight.transpose(1, 2))
-
-    def _buf(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """A scratch tensor reused every step or evaluation chunk: a view of the start of a flat buffer, made larger
-        only when a shape outgrows it (a split's shorter last chunk takes the start of the buffer its full chunks
-        used). The large intermediates are written into the same memory each time: fresh ones cost page faults on
-        CPU (glibc hands big blocks back to the OS and maps them again), which made ReLU's backward, a select over
-        1.4 MB, take 0.8 ms instead of 30 us."""
-        n = math.prod(shape)
-        buf = self._scratch.get(name)
-        if buf is None or buf.numel() < n or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._scratch[name] = torch.empty(n, dtype=like.dtype, device=like.device)
-        return buf[:n].view(shape)
-
-    def _const(self, name: str, shape: tuple[int, ...], like: torch.Tensor, value: float) -> torch.Tensor:
-        """A scratch tensor filled with `value` once, when its buffer is made: the step only ever reads it."""
-        made = self._scratch.get(name)
-        buf = self._buf(name, shape, like)
-        return buf if self._scratch[name] is made else buf.fill_(value)
-
-    def layers(self) -> list[list[nn.Parameter]]:
-        """Each layer's parameters (weight, bias), in the order of train_step's `done` calls' indices."""
-        return [[lin.weight, lin.bias] for lin in [*self.hidden, self.head]]
-
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, ctx: Context, done=None) -> torch.Tensor:
-        """Forward and backward of the members' summed mean cross-entropies, by hand.
-
-        x: [K, B, ...]; y: [K, B] class indices or [K, B, C] target distributions. Writes (does not add) every
-        parameter's gradient into its .grad and returns [K] bool: the member's loss is finite (its logits are).
-        done(i), when given, is called as soon as layer i's gradients are written and the backward pass no longer
-        reads its weights (layers() lists them), from the output layer down: the engine updates the layer there,
-        while its gradients are still in the cache (on 2 CPU cores, 0.3 ms of a ~4.2 ms step in the machine's slow
-        minutes, nothing in its fast ones). Works on detached views (_Plan): no autograd graph, no torch.no_grad.
-        """
-        k, b = x.shape[:2]
-        h = x.flatten(2) if self.n_in > 1 else x
-        plan = self._plan
-        if plan is None or not plan.fits(h):
-            plan = self._plan = _Plan(self, h)
-        if plan.input_drop is not None:
-            drawn = plan.input_drop.draw(tuple(h.shape), ctx)
-            h = plan.input_drop.apply_(self._buf("input", tuple(h.shape), h).copy_(h), drawn)
-        acts = [h]  # the layers' inputs
-        for layer in plan.hidden:
-            # bmm then the bias: the same bits as baddbmm, which first copies the broadcast bias into the output
-            # (~60 us for the benchmark's [36, 100, 100]; the add reads it from the cache the product left it in)
-            h = torch.bmm(h, layer.weight_t, out=layer.out).add_(layer.bias).relu_()
-            if layer.drop is not None:
-                drawn = layer.drop.draw(layer.shape, ctx)
-                if layer.dropped is not None:
-                    layer.dropped.mul_(drawn)
-                else:
-                    layer.drop.apply_(h, drawn)
-            acts.append(h)
-        head = plan.head
-        # logits as [K, C, B]: softmax over the class axis of this layout is ten times faster than over [K, B, C]
-        h_t = plan.hidden[-1].out_t if plan.hidden else h.transpose(1, 2)  # the same memory as h
-        logits = torch.baddbmm(head.bias, head.weight, h_t, out=head.out)
-        # [K] finite flags from the largest |logit|, which is NaN or inf exactly when one is (a fifth of isfinite's
-        # cost over all logits), and below inf exactly when it is neither (NaN compares false)
-        torch.abs(logits, out=head.grad)
-        finite = head.grad_rows.amax(1).lt(math.inf)
-        # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B. Softmax as exp(log_softmax): on 2
-        # threads torch's softmax over a middle axis splits a member's columns between threads at a point that
-        # depends on K, and the two halves round differently; log_softmax's kernel does not
-        d = torch.ops.aten._log_softmax.out(logits, 1, False, out=head.grad)
-        if plan.floor is not None:
-            d.clamp_min_(plan.floor)
-        d.exp_()
-        if y.dim() == 2:
-            d.scatter_add_(1, y.view(k, 1, b), plan.minus_one)
-        else:
-            t = y.transpose(1, 2)
-            d.mul_(t.sum(1, keepdim=True)).sub_(t)
-        d.mul_(1.0 / b)
-        torch.bmm(d, h, out=head.grad_w)
-        torch.sum(d, 2, out=head.grad_b)
-        if not plan.hidden:
-            if done is not None:
-                done(0)
-            return finite
-        g = torch.bmm(head.grad_t, head.weight, out=plan.hidden[-1].grad)  # [K, B, width]
-        if done is not None:
-            done(len(plan.hidden))
-        for i in range(len(plan.hidden) - 1, -1, -1):
-            layer = plan.hidden[i]
-            # ReLU's and dropout's gradient: zero where the (dropped-out) activation is 0, which covers the dropped
-            # units, and 1/(1-p) on the kept ones (the same bits as multiplying by the mask first, without reading
-            # it). In place: g is scratch, and fewer scratch tensors leave more of the cache to the weights and Adam
-            torch.ops.aten.threshold_backward.grad_input(g, acts[i + 1], 0.0, grad_input=g)
-            if layer.drop is not None:
-                if layer.grad_dropped is not None:
-                    layer.grad_dropped.mul_(layer.drop_scale)
-                else:
-                    layer.drop.rescale_(g)
-            torch.bmm(layer.grad_t, acts[i], out=layer.grad_w)
-            torch.sum(g, 1, out=layer.grad_b)
-            if i > 0:
-                g = torch.bmm(g, layer.weight, out=plan.hidden[i - 1].grad)
-            if done is not None:
-                done(i)
-        return finite
-
-
-class _Layer:
-    """One layer as train_step uses it: detached views of its parameters and gradients (in-place writes into them
-    need no torch.no_grad), the buffer its output goes into and the one its output's gradient goes into."""
-
-    def __init__(self, model: MLP, lin: BatchedLinear, drop: MemberDropout | None, i: int, h: torch.Tensor):
-        k, b = h.shape[:2]
-        self.weight = lin.weight.detach()  # [K, out, in]
-        self.weight_t = self.weight.transpose(1, 2)
-        self.grad_w = _grad(lin.weight)
-        self.grad_b = _grad(lin.bias).view(k, -1)
-        if i < 0:  # the output layer: [K, C, B] (see train_step); its bias [K, C, 1], its grad buffer the dlogits
-            self.bias = lin.bias.detach().transpose(1, 2)
-            self.out = model._buf("logits", (k, self.weight.shape[1], b), h)
-            self.grad = model._buf("dlogits", self.out.shape, h)
-            self.grad_rows = self.grad.view(k, -1)  # a member's all in one row: the finite check's amax
-        else:  # the gradient buffers alternate: a layer's input gradient is the previous layer's output gradient
-            self.bias = lin.bias.detach()
-            self.out = model._buf(f"act{i}", (k, b, self.weight.shape[1]), h)
-            self.grad = model._buf(f"grad{i % 2}", self.out.shape, h)
-        self.shape = tuple(self.out.shape)
-        self.out_t, self.grad_t = self.out.transpose(1, 2), self.grad.transpose(1, 2)
-        self.drop = drop
-        # the rows dropout multiplies, as views made once, when the dropping members are consecutive (else None)
-        self.dropped = drop.rows(self.out) if drop is not None else None
-        self.grad_dropped = drop.rows(self.grad) if drop is not None else None
-        self.drop_scale = drop.drawn_scale.view(-1, 1, 1) if drop is not None else None
-
-
-class _Plan:
-    """Everything train_step reads every step, looked up once: the layers' detached parameter and gradient views
-    and scratch buffers (nn.Module attribute lookups, views and the torch.no_grad decorator cost ~115 us a step, on
-    2 CPU cores some 3% of the benchmark's step). Rebuilt when the input's shape, dtype or device changes, or the
-    parameters' or gradients' memory does (optim.FlatParams, .to(): checked on the output layer's weight)."""
-
-    def __init__(self, model: MLP, x: torch.Tensor):
-        drops = list(model.drops) if len(model.drops) else [None] * len(model.hidden)
-        self.hidden: list[_Layer] = []
-        h = x
-        for i, lin in enumerate(model.hidden):
-            self.hidden.append(_Layer(model, lin, drops[i], i, h))
-            h = self.hidden[-1].out
-        self.head = _Layer(model, model.head, None, -1, h)
-        self.input_drop = model.input_drop
-        k, b = x.shape[:2]
-        self.minus_one = model._const("minus_one", (k, 1, b), x, -1.0)
-        # torch's exp of an input below -87.34 (a result below float32's smallest normal, 1.2e-38) leaves its
-        # vector path: 30-100x slower, and a confident member's wrong classes have log-probabilities of -100 and
-        # below (the benchmark's exp took 9 us a step at first, 46 on average over 2000 steps). With denormals
-        # flushed and a batch of 2 or more, the log-probabilities raised to -87 give the same gradient bits: every
-        # probability below e^-87 = 1.65e-38, divided by the batch size, is a denormal the step flushes to zero
-        self.floor = -87.0 if model.flushed and b >= 2 else None
-        self.param = model.head.weight
-        self.key = (tuple(x.shape), x.dtype, x.device, self.param.data_ptr(), self.param.grad)
-
-    def fits(self, h: torch.Tensor) -> bool:
-        shape, dtype, device, ptr, grad = self.key
-        same_input = shape == h.shape and dtype == h.dtype and device == h.device
-        return same_input and ptr == self.param.data_ptr() and grad is self.param.grad
-
-
-def _grad(p: torch.Tensor) -> torch.Tensor:
-    """The tensor a parameter's gradient is written into: the optimizer's flat buffer when it has one."""
-    if p.grad is None:
-        p.grad = torch.empty_like(p)
-    return p.grad
+    def fast_step(self, flushed: bool = False) -> mlp_fast.TrainStep | None:
+        """The hand-written training step (mlp_fast.TrainStep); batch norm has none."""
+        return None if self.bns else mlp_fast.TrainStep(self, flushed)

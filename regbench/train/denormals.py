@@ -20,7 +20,7 @@ found, another thread pool), nothing is flushed and training runs with IEEE grad
 trainer.flush_denormals=false; the record says which (provenance).
 
 Training in a thread of its own that sets the modes first (its workers, made at its first parallel kernel, copy
-them) also works, but was slower: a second OpenMP pool puts more threads than cores under libgomp's management,
+them) also works, but is slower: a second OpenMP pool puts more threads than cores under libgomp's management,
 which then cuts its workers' spinning to a hundred iterations, and they sleep between kernels (75 context
 switches a step; the population's first 1000 steps took 8-10% longer).
 """

@@ -3,15 +3,20 @@
 Data stay on the device as tensors and minibatches are gathered by index: no DataLoader, and no host
 synchronisation inside the step loop (the only syncs are one per evaluation: progress, freezing, divergence).
 
-A member whose loss turns NaN or infinite (its data loss; penalties add their gradients directly, so a penalty
-whose value overflows while the weights stay finite is not divergence) is caught by a [K] flag accumulated on the
-device every step and read at the next evaluation, or by non-finite evaluation metrics; from then on it is frozen
-and marked diverged, while the rest of the population trains on (members never mix: a NaN in one member's slice
-of a batched matmul stays in that slice).
+A member whose loss turns NaN or infinite (its data loss: a penalty whose value overflows while the weights stay
+finite is not divergence) is caught by a [K] flag accumulated on the device every step and read at the next
+evaluation, or by non-finite evaluation metrics; from then on it is frozen and marked diverged, while the rest of
+the population trains on (members never mix: a NaN in one member's slice of a batched matmul stays in that slice).
 
-Each step is the model's hand-written `train_step` where it has one (the MLP, see models/mlp.py), else autograd
-(batch norm, CNNs, torch.compile, bf16); the optimizer works on one flat buffer of all parameters (optim.py), on
-the CPU a layer at a time inside the hand-written step, as soon as the layer's gradients are complete.
+Two paths compute the same training, as nanoGPT keeps its manual attention beside the flash one:
+  plain (trainer.fast=false): the model's forward and autograd's backward, eager (no torch.compile, no CUDA
+    graph), penalties in the loss, torch.optim's Adam or SGD on each parameter. The reference: read it first.
+  fast (the default): the model's hand-written step where it has one (the MLP, models/mlp_fast.py), else autograd
+    with the penalties' closed-form gradients; one fused optimizer over a flat buffer of all parameters
+    (optim.py), on the CPU stepping each layer as soon as its gradients are complete; on CUDA the step captured
+    as a graph (cuda_graph.py). It needs a few private torch operations (torch_private.py): where they are
+    missing, training takes the plain path.
+tests/test_plain.py checks that the two agree.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from regbench import models, regularizers, rng
+from regbench import models, regularizers, rng, torch_private
 from regbench.errors import UsageError
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
@@ -92,19 +97,27 @@ def build_regularizers(members: list[Member], device) -> list:
     return [regularizers.get(n)([m.regularizers.get(n) for m in members], device) for n in names]
 
 
-def autograd_step(forward, autocast, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> torch.Tensor:
-    """A training step's forward and backward through autograd; [K] bool: the member's loss is finite."""
+def autograd_step(forward, autocast, x: torch.Tensor, y: torch.Tensor, ctx: Context, penalties=()) -> torch.Tensor:
+    """A training step's forward and backward through autograd; [K] bool: the member's loss is finite.
+
+    `penalties`: (regularizer, model) pairs whose penalty() joins the loss (the plain path); the fast path adds
+    their gradients in closed form after the backward pass instead."""
     with autocast:
         loss = member_loss(forward(x, ctx).float(), y)
+    total = loss
+    for r, model in penalties:
+        pen = r.penalty(model)
+        if pen is not None:
+            total = total + pen
     # Members are independent, so the gradient of the sum is each member's own gradient.
-    loss.sum().backward()
+    total.sum().backward()
     return torch.isfinite(loss.detach())
 
 
 class Gather:
     """The examples and labels of [K, B] minibatch indices, written into the same two tensors every step (a fresh
     half-megabyte tensor a step costs page faults on CPU). index_select copies whole rows; advanced indexing
-    (x[idx]) computes an offset per element and took four times as long."""
+    (x[idx]) computes an offset per element and takes four times as long."""
 
     def __init__(self, splits):
         self.x, self.y = splits.x_train, splits.y_train
@@ -182,7 +195,7 @@ class Schedule:
 
     def epoch(self) -> torch.Tensor:
         """[steps_per_epoch, K, B] indices for the next epoch, one copy to the device per epoch; steps first, so
-        that a step's [K, B] indices are one contiguous block (a strided one was copied again every step)."""
+        that a step's [K, B] indices are one contiguous block (a strided one would be copied again every step)."""
         used = self.steps_per_epoch * self.b
         perms = torch.stack([torch.randperm(self.n, generator=g)[:used] for g in self.gens])
         perms = perms.view(len(self.gens), self.steps_per_epoch, self.b).to(self.device, non_blocking=True)
@@ -216,174 +229,223 @@ def train_population(
 
 
 def _train_population(splits, model_cfg, trainer, members, device, progress, ckpt, flushed) -> PopulationResult:
-    t0 = time.perf_counter()
-    k = len(members)
-    n_train = len(splits.y_train)
-    if trainer.batch_size > n_train:
-        raise UsageError(f"trainer.batch_size={trainer.batch_size}: larger than the training split ({n_train})")
-    seeds = [m.seed for m in members]
-    seeds_t = torch.tensor(seeds, device=device, dtype=torch.int64)
+    # ---- setup: model, optimizer, step function, freezer, schedule; resume from a checkpoint ----
+    run = Training(splits, model_cfg, trainer, members, device, flushed)
+    run.resume(ckpt)
+    step = run.step_function()
+    if progress is not None:
+        progress.start(run.total_epochs, run.k)
 
-    regs = build_regularizers(members, device)
-    hints = ModelHints.plain(k)
-    for r in regs:
-        r.hints(hints)
-    model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
-    model.flushed = flushed
-    by_hand = model.by_hand and not trainer.compile and trainer.precision == "fp32"
-    # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would.
-    # A hand-written step on the CPU updates each layer as soon as its gradients are complete (while they are in
-    # the cache), when every penalty can add one layer's gradients alone; on a GPU the step is one graph anyway.
-    layers = model.layers() if by_hand else []
-    opt = optim.make(model, trainer, layers)
-    layerwise = (
-        by_hand
-        and torch.device(device).type == "cpu"
-        and all(r.layerwise() for r in regs)
-        and len(opt.flat.blocks) == len(layers)  # every parameter in some layer: the layers' steps are the step
-    )
-    penalised = [r for r in regs if r.has_penalty()]
-    clear_grads = True  # autograd adds into .grad, and must start every step from zero
-    if by_hand:
-        train_step = model.train_step
-        clear_grads = False  # the hand-written step writes every gradient
-    else:
+    # ---- the loop: steps, evaluation (divergence, early stopping), checkpoints ----
+    for epoch in range(run.first_epoch(), run.total_epochs + 1):
+        run.epoch = epoch
+        order = run.schedule.epoch()
+        for i in range(min(run.schedule.steps_per_epoch, run.total_steps - run.step)):
+            step(order[i])
+            run.step += 1
+        if epoch % trainer.eval_every == 0 or run.step == run.total_steps:
+            run.eval_epoch(epoch, progress)
+        if ckpt is not None and (ckpt.due(epoch) or run.freezer.all_frozen()) and run.step < run.total_steps:
+            checkpoint.save(ckpt, run.state_dict())
+        if run.freezer.all_frozen():
+            break
+
+    # ---- wrap-up: end-of-training hooks, final metrics, history rows ----
+    if progress is not None:
+        progress.close()
+    return run.result()
+
+
+class Training:
+    """One population's training: what it is made of (model, regularizers, optimizer, step), where it is (epoch,
+    step, history, divergence flags), and the loop's steps, evaluations and checkpoints."""
+
+    def __init__(self, splits, model_cfg, trainer, members: list[Member], device, flushed: bool):
+        self.t0 = time.perf_counter()
+        self.splits, self.trainer, self.members, self.device, self.flushed = splits, trainer, members, device, flushed
+        self.k = k = len(members)
+        n_train = len(splits.y_train)
+        if trainer.batch_size > n_train:
+            raise UsageError(f"trainer.batch_size={trainer.batch_size}: larger than the training split ({n_train})")
+        seeds = [m.seed for m in members]
+        self.seeds_t = torch.tensor(seeds, device=device, dtype=torch.int64)
+
+        self.regs = build_regularizers(members, device)
+        hints = ModelHints.plain(k)
+        for r in self.regs:
+            r.hints(hints)
+        self.model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints)
+        self.model = self.model.to(device)
+        self.fast = trainer.fast and torch_private.usable()
+        self.forward_backward, self.opt = self._step_and_optimizer()
+        self.freezer = Freezer(self.model, k, device)
+
+        self.schedule = Schedule(seeds, n_train, trainer.batch_size, device)
+        self.gather = Gather(splits)
+        self.total_steps = trainer.steps or trainer.epochs * self.schedule.steps_per_epoch
+        self.total_epochs = math.ceil(self.total_steps / self.schedule.steps_per_epoch)
+
+        self.history: list[tuple[int, int, torch.Tensor]] = []  # (epoch, step, [K, 6] metrics) per evaluation
+        self.step = 0
+        self.epoch = 0
+        self.elapsed = 0.0  # training time spent before a resume (wall_time)
+        # every step's loss finite so far, per member; read at evaluations (one in-place AND a step: the step's flags)
+        self.finite = torch.ones(k, dtype=torch.bool, device=device)
+        # Under torch.compile and in a CUDA graph the step number is a device tensor the step increments itself, so
+        # the compiled code neither recompiles per step nor syncs, and a replayed graph sees the step it is at
+        self.graphed = self.fast and torch.device(device).type == "cuda" and trainer.cuda_graph and not trainer.compile
+        self.step_t = None
+
+    def _step_and_optimizer(self):
+        """The forward-and-backward function and the optimizer, plain or fast; sets what one_step needs to know."""
+        model, trainer, regs, device = self.model, self.trainer, self.regs, self.device
         # bf16 autocast, opt-in: matmuls in bfloat16, parameters, optimizer state and losses stay fp32
         bf16 = trainer.precision == "bf16"
         autocast = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
-        train_step = partial(autograd_step, compiled(model, trainer, device), autocast)
-    freezer = Freezer(model, k, device)
+        penalised = [r for r in regs if r.has_penalty()]
+        self.clear_grads = True  # autograd adds into .grad, and must start every step from zero
+        self.layerwise = False
+        if not self.fast:  # eager autograd, the penalties in the loss; torch's own optimizer on each parameter
+            self.penalised, self.layers = [], []
+            penalties = [(r, model) for r in penalised]
+            return partial(autograd_step, model, autocast, penalties=penalties), optim.plain(model, trainer)
 
-    schedule = Schedule(seeds, n_train, trainer.batch_size, device)
-    gather = Gather(splits)
-    spe = schedule.steps_per_epoch
-    total_steps = trainer.steps or trainer.epochs * spe
-    total_epochs = math.ceil(total_steps / spe)
-    if progress is not None:
-        progress.start(total_epochs, k)
+        self.penalised = penalised  # their gradients added in closed form after the backward pass
+        by_hand = model.fast_step(self.flushed) if not trainer.compile and trainer.precision == "fp32" else None
+        # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would.
+        # A hand-written step on the CPU updates each layer as soon as its gradients are complete (while they are
+        # in the cache), when every penalty can add one layer's gradients alone; on a GPU the step is one graph.
+        self.layers = by_hand.layers() if by_hand is not None else []
+        opt = optim.make(model, trainer, self.layers)
+        if by_hand is None:
+            return partial(autograd_step, compiled(model, trainer, device), autocast), opt
+        self.clear_grads = False  # the hand-written step writes every gradient
+        self.layerwise = (
+            torch.device(device).type == "cpu"
+            and all(r.layerwise() for r in regs)
+            and len(opt.flat.blocks) == len(self.layers)  # every parameter in a layer: the layers' steps are the step
+        )
+        return by_hand, opt
 
-    history: list[tuple[int, int, torch.Tensor]] = []
-    step = 0
-    epoch = 0
-    elapsed = 0.0  # training time spent before a resume
-    # every step's loss finite so far, per member; read at evaluations (one in-place AND a step: the step's flags)
-    finite = torch.ones(k, dtype=torch.bool, device=device)
-    state = checkpoint.load(ckpt, device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        freezer.load_state_dict(state["freezer"])
-        schedule.load_state_dict(state["schedule"])
-        for r, rs in zip(regs, state["regularizers"]):
-            r.load_state_dict(rs)
-        history = [tuple(h) for h in state["history"]]
-        finite.copy_(~state["bad"])
-        epoch, step, elapsed = state["epoch"], state["step"], state["elapsed"]
-        log.info("resumed from %s at epoch %d", ckpt.path, epoch)
-    # a checkpoint taken when every member had stopped leaves nothing to train
-    first = total_epochs + 1 if freezer.all_frozen() else epoch + 1
-    # Under torch.compile and in a CUDA graph the step number is a device tensor the step increments itself, so
-    # the compiled code neither recompiles per step nor syncs, and a replayed graph sees the step it is at
-    graphed = torch.device(device).type == "cuda" and trainer.cuda_graph and not trainer.compile
-    step_t = torch.tensor(step, dtype=torch.int64, device=device) if trainer.compile or graphed else None
+    def resume(self, ckpt) -> None:
+        state = checkpoint.load(ckpt, self.device)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.freezer.load_state_dict(state["freezer"])
+            self.schedule.load_state_dict(state["schedule"])
+            for r, rs in zip(self.regs, state["regularizers"]):
+                r.load_state_dict(rs)
+            self.history = [tuple(h) for h in state["history"]]
+            self.finite.copy_(~state["bad"])
+            self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
+            log.info("resumed from %s at epoch %d", ckpt.path, self.epoch)
+        if (self.fast and self.trainer.compile) or self.graphed:
+            self.step_t = torch.tensor(self.step, dtype=torch.int64, device=self.device)
 
-    def update_layer(i: int) -> None:  # layer i's data gradients are complete
-        for r in penalised:
-            r.penalty_grad(model, layers[i])
-        opt.step_group(i)
+    def wall_time(self) -> float:
+        return self.elapsed + time.perf_counter() - self.t0
 
-    def one_step(idx: torch.Tensor) -> None:
-        batch = Batch(*gather(idx), splits.n_classes, splits.kind)
-        ctx = Context(seeds=seeds_t, step=step if step_t is None else step_t, train=True)
-        saved = freezer.snapshot()
+    def state_dict(self) -> dict:
+        """What a checkpoint holds: everything the rest of the run depends on."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "freezer": self.freezer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "regularizers": [r.state_dict() for r in self.regs],
+            "history": [list(h) for h in self.history],
+            "bad": ~self.finite,
+            "epoch": self.epoch,
+            "step": self.step,
+            "elapsed": self.wall_time(),
+        }
+
+    def first_epoch(self) -> int:
+        # a checkpoint taken when every member had stopped leaves nothing to train
+        return self.total_epochs + 1 if self.freezer.all_frozen() else self.epoch + 1
+
+    def step_function(self):
+        """one_step, or on CUDA (fast path) one_step captured once as a graph and replayed."""
+        if not self.graphed:
+            return self.one_step
+        idx_like = torch.empty(self.k, self.trainer.batch_size, dtype=torch.int64, device=self.device)
+        graph = cuda_graph.CudaGraphStep(self.one_step, idx_like)
+        return lambda idx: graph(idx, key=self.freezer.any)  # frozen members add a snapshot and restore: a new graph
+
+    def update_layer(self, i: int) -> None:
+        """Layer i's data gradients are complete (fast path, layerwise): its penalties' gradients, then Adam."""
+        for r in self.penalised:
+            r.penalty_grad(self.model, self.layers[i])
+        self.opt.step_group(i)
+
+    def one_step(self, idx: torch.Tensor) -> None:
+        """One training step of every member: minibatch [K, B] indices -> updated parameters."""
+        model, regs, opt = self.model, self.regs, self.opt
+        batch = Batch(*self.gather(idx), self.splits.n_classes, self.splits.kind)
+        step = self.step if self.step_t is None else self.step_t
+        ctx = Context(seeds=self.seeds_t, step=step, train=True, fast=self.fast)
+        saved = self.freezer.snapshot()
         for r in regs:
             batch = r.transform(batch, ctx)
-        if layerwise and opt.stepwise:  # from the second step: the first makes the optimizer's state
+        # ---- regularizer hooks before the forward pass go here ----
+        if self.layerwise and opt.stepwise:  # from the second step: the first makes the optimizer's state
             opt.count_step()
-            finite.logical_and_(train_step(batch.x, batch.y, ctx, update_layer))
+            self.finite.logical_and_(self.forward_backward(batch.x, batch.y, ctx, self.update_layer))
         else:
-            finite.logical_and_(train_step(batch.x, batch.y, ctx))
-            for r in penalised:
+            self.finite.logical_and_(self.forward_backward(batch.x, batch.y, ctx))
+            for r in self.penalised:
                 r.penalty_grad(model)
+            # ---- regularizer hooks after the backward pass, before the optimizer step, go here ----
             opt.step()
-        if clear_grads:
+        if self.clear_grads:
             opt.zero_grad()
         for r in regs:
-            r.post_step(model, trainer.lr)
-        freezer.restore(saved)
-        if step_t is not None:
-            step_t.add_(1)
+            r.post_step(model, self.trainer.lr)
+        self.freezer.restore(saved)
+        if self.step_t is not None:
+            self.step_t.add_(1)
 
-    idx_like = torch.empty(k, trainer.batch_size, dtype=torch.int64, device=device)  # a step's minibatch indices
-    run_step = cuda_graph.CudaGraphStep(one_step, idx_like) if graphed else None
-    for epoch in range(first, total_epochs + 1):  # noqa: B020 - after the loop, epoch is the last one trained
-        order = schedule.epoch()
-        for i in range(min(spe, total_steps - step)):
-            if run_step is not None:
-                run_step(order[i], key=freezer.any)  # frozen members add a snapshot and restore: a new graph
-            else:
-                one_step(order[i])
-            step += 1
-        if epoch % trainer.eval_every == 0 or step == total_steps:
-            metrics = evaluate(model, splits, seeds_t)
-            history.append((epoch, step, metrics))
-            finite &= torch.isfinite(metrics).all(1)
-            freezer.freeze(~finite, epoch, diverged=True)
-            for r in regs:
-                stop = r.on_eval(model, epoch, metrics)
-                if stop is not None:
-                    freezer.freeze(stop.to(device), epoch)
-            if progress is not None:
-                progress.update(epoch, metrics[:, COLUMNS.index("val_acc")].nan_to_num(0.0).max().item())
-        if ckpt is not None and (ckpt.due(epoch) or freezer.all_frozen()) and step < total_steps:
-            state = {
-                "model": model.state_dict(),
-                "optimizer": opt.state_dict(),
-                "freezer": freezer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "regularizers": [r.state_dict() for r in regs],
-                "history": [list(h) for h in history],
-                "bad": ~finite,
-                "epoch": epoch,
-                "step": step,
-                "elapsed": elapsed + time.perf_counter() - t0,
-            }
-            checkpoint.save(ckpt, state)
-        if freezer.all_frozen():
-            break
-    if progress is not None:
-        progress.close()
-    changed = [r.on_end(model) for r in regs]  # a list, so every hook runs
-    final = evaluate(model, splits, seeds_t) if freezer.any or any(changed) else history[-1][2]
-    extras: list[dict] = [{} for _ in members]
-    for r in regs:
-        for j, fields in enumerate(r.record() or []):
-            extras[j].update(fields)
+    def eval_epoch(self, epoch: int, progress) -> None:
+        """Metrics on the whole splits; members that diverged or that a hook stops (early stopping) freeze."""
+        metrics = evaluate(self.model, self.splits, self.seeds_t, self.fast)
+        self.history.append((epoch, self.step, metrics))
+        self.finite &= torch.isfinite(metrics).all(1)
+        self.freezer.freeze(~self.finite, epoch, diverged=True)
+        for r in self.regs:
+            stop = r.on_eval(self.model, epoch, metrics)
+            if stop is not None:
+                self.freezer.freeze(stop.to(self.device), epoch)
+        if progress is not None:
+            progress.update(epoch, metrics[:, COLUMNS.index("val_acc")].nan_to_num(0.0).max().item())
 
-    rows = []
-    for epoch_i, step_i, metrics in history:
-        values = metrics.cpu().tolist()
-        for j, m in enumerate(members):
-            rows.append(
-                {
-                    "member": j,
-                    "arm": m.arm,
-                    "seed": m.seed,
-                    "epoch": epoch_i,
-                    "step": step_i,
-                    **dict(zip(COLUMNS, values[j])),
-                }
-            )
-    return PopulationResult(
-        members=members,
-        final=final.cpu(),
-        frozen_at=freezer.frozen_at,
-        diverged_at=freezer.diverged_at,
-        history=rows,
-        extras=extras,
-        steps=step,
-        epochs=epoch,
-        wall_time=elapsed + time.perf_counter() - t0,
-        device=str(device),
-        denormals_flushed=flushed,
-    )
+    def result(self) -> PopulationResult:
+        """The end-of-training hooks (e.g. restoring best weights), final metrics, and the history as rows."""
+        changed = [r.on_end(self.model) for r in self.regs]  # a list, so every hook runs
+        if self.freezer.any or any(changed):
+            final = evaluate(self.model, self.splits, self.seeds_t, self.fast)
+        else:
+            final = self.history[-1][2]
+        extras: list[dict] = [{} for _ in self.members]
+        for r in self.regs:
+            for j, fields in enumerate(r.record() or []):
+                extras[j].update(fields)
+        rows = []
+        for epoch, step, metrics in self.history:
+            values = metrics.cpu().tolist()
+            for j, m in enumerate(self.members):
+                row = {"member": j, "arm": m.arm, "seed": m.seed, "epoch": epoch, "step": step}
+                rows.append({**row, **dict(zip(COLUMNS, values[j]))})
+        return PopulationResult(
+            members=self.members,
+            final=final.cpu(),
+            frozen_at=self.freezer.frozen_at,
+            diverged_at=self.freezer.diverged_at,
+            history=rows,
+            extras=extras,
+            steps=self.step,
+            epochs=self.epoch,
+            wall_time=self.wall_time(),
+            device=str(self.device),
+            denormals_flushed=self.flushed,
+        )

@@ -15,15 +15,16 @@ SPLITS = ("train", "val", "test")
 COLUMNS = tuple(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc"))  # order of the metrics tensor's columns
 
 # Elements of a hidden layer's activations ([K, rows, 256-ish]) per evaluation chunk: bounds memory for large
-# populations, and keeps a chunk's activations (4 MB) in cache. At 1 << 24 (64 MB) evaluating the benchmark's
-# 36 members on MNIST-1D took 100 ms, at 1 << 20 53 ms (2 CPU cores); 1 << 18 was slower again (75 ms).
+# populations, and keeps a chunk's activations (4 MB) in cache. Evaluating the benchmark's 36 members on MNIST-1D
+# (2 CPU cores) takes 100 ms at 1 << 24 (64 MB), 53 ms at 1 << 20, 75 ms at 1 << 18.
 _CHUNK_ELEMENTS = 1 << 20
 
 
 @torch.no_grad()
-def evaluate(model, splits, seeds: torch.Tensor) -> torch.Tensor:
-    """[K, 6] tensor on the model's device, columns as COLUMNS. Performs no host synchronisation."""
-    ctx = Context(seeds=seeds, step=0, train=False)
+def evaluate(model, splits, seeds: torch.Tensor, fast: bool = True) -> torch.Tensor:
+    """[K, 6] tensor on the model's device, columns as COLUMNS. Performs no host synchronisation. fast=False: the
+    model's plain forward (trainer.fast=false)."""
+    ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
     k = seeds.numel()
     cols = []
     for split in SPLITS:

@@ -1,16 +1,16 @@
-"""The optimizer over one flat buffer holding every parameter of a member-batched model.
+"""The optimizers: the fast path's one flat buffer holding every parameter, and the plain path's torch.optim.
 
-A population's parameters are a handful of [K, ...] tensors; torch.optim's foreach Adam still pays seven kernels
-per tensor and its Python, ~1.2 ms a step for the benchmark's 36-member MLP. Here the module's parameters (and
-their gradients) are views into one flat parameter, and torch's fused Adam kernel steps that one tensor: a single
-kernel, 0.16 ms.
+A population's parameters are a handful of [K, ...] tensors; torch.optim's foreach Adam pays seven kernels per
+tensor and its Python, ~1.2 ms a step for the benchmark's 36-member MLP. On the fast path the module's parameters
+(and their gradients) are views into one flat parameter, and torch's fused Adam kernel steps that one tensor: a
+single kernel, 0.16 ms.
 
-Why fused Adam is safe here, when it was not on separate tensors: its CPU kernel splits the work into 16-float
-units, runs a SIMD loop over each thread's share and a scalar loop over the remainder, and the two round
-differently (the vector path uses FMA). On separate tensors of size K*n which elements fall in a remainder
-depends on K, so a member drifted from itself trained alone. The flat buffer is padded to a multiple of 64 floats,
-so every share is whole vectors, every element takes the vector path and its result no longer depends on its
-position (tested, and the population-equals-alone tests check it end to end).
+Fused Adam's CPU kernel splits the work into 16-float units, runs a SIMD loop over each thread's share and a
+scalar loop over the remainder, and the two round differently (the vector path uses FMA). On separate tensors of
+size K*n, which elements fall in a remainder would depend on K, and a member would not equal itself trained alone.
+The flat buffer is padded to a multiple of 64 floats, so every share is whole vectors, every element takes the
+vector path and its result does not depend on its position (tested, and the population-equals-alone tests check
+it end to end).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from functools import partial
 
 import torch
 from torch import nn
+
+from regbench import torch_private
 
 PAD = 64  # floats: a multiple of every SIMD width and of the fused kernel's 16-float work unit
 
@@ -66,8 +68,8 @@ class FlatParams:
 
 class FusedAdam:
     """torch.optim.Adam(fused=True) over one parameter, without being one: the same state tensors, made as torch
-    makes them, stepped by the same kernel (torch._fused_adam_), and the state dict torch writes and reads (a test
-    compares both ways). Constructing any torch optimizer imports torch._dynamo, whose disable wrapper guards
+    makes them, stepped by the same kernel (torch_private.fused_adam_), and the state dict torch writes and reads
+    (a test compares both ways). Constructing any torch optimizer imports torch._dynamo, whose disable wrapper guards
     Optimizer.__init__ (torch/_compile.py): 1.1-1.7 s of every process's start, for a step Optimizer below takes by
     calling the kernel itself anyway. SGD keeps torch's optimizer."""
 
@@ -86,10 +88,11 @@ class FusedAdam:
             self.state[p] = {"step": step, "exp_avg": zeros(), "exp_avg_sq": zeros()}
         st = self.state[p]
         st["step"].add_(1)
-        torch._fused_adam_([p], [p.grad], [st["exp_avg"]], [st["exp_avg_sq"]], [], [st["step"]], **self.kernel_kwargs())
+        args = ([p], [p.grad], [st["exp_avg"]], [st["exp_avg_sq"]], [], [st["step"]])
+        torch_private.fused_adam_(*args, **self.kernel_kwargs())
 
     def kernel_kwargs(self) -> dict:
-        """torch._fused_adam_'s keyword arguments: the hyperparameters, as torch's _fused_adam passes them."""
+        """The fused kernel's keyword arguments: the hyperparameters, as torch's _fused_adam passes them."""
         group = self.param_groups[0]
         beta1, beta2 = group["betas"]
         return dict(
@@ -140,7 +143,7 @@ class Optimizer:
                 self.direct, self.probed = self._direct_call(), True
             return
         self.count_step()
-        torch._fused_adam_(*self.direct[0], **self.direct[1])
+        torch_private.fused_adam_(*self.direct[0], **self.direct[1])
 
     @property
     def stepwise(self) -> bool:
@@ -153,7 +156,7 @@ class Optimizer:
     def step_group(self, i: int) -> None:
         """Adam on block i of the flat buffer alone. Every element takes the kernel's vector path either way (each
         block is whole multiples of PAD), so stepping the blocks one by one gives the bits of one whole step."""
-        torch._fused_adam_(*self.by_block[i], **self.direct[1])
+        torch_private.fused_adam_(*self.by_block[i], **self.direct[1])
 
     def _direct_call(self) -> tuple | None:
         if not isinstance(self.opt, FusedAdam):  # SGD: torch's step every time
@@ -178,3 +181,10 @@ class Optimizer:
 
 def make(module: nn.Module, trainer, groups: list[list[nn.Parameter]] | None = None) -> Optimizer:
     return Optimizer(FlatParams(module, groups), trainer)
+
+
+def plain(module: nn.Module, trainer) -> torch.optim.Optimizer:
+    """The plain path's optimizer: torch's own Adam or SGD, over each parameter as it is."""
+    if trainer.optimizer == "sgd":
+        return torch.optim.SGD(module.parameters(), lr=trainer.lr, momentum=trainer.momentum)
+    return torch.optim.Adam(module.parameters(), lr=trainer.lr)
