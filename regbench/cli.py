@@ -337,8 +337,8 @@ def report(
     regularizer: list[str] = Regs,
     plots: str = typer.Option(None, "--plots", help="Also write PNG plots into this folder."),
 ):
+    from regbench.atomic import atomic_write
     from regbench.report import formats
-    from regbench.results.records import atomic_write
 
     if fmt not in formats.FORMATS:
         _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from regbench import data, models, progress, regularizers
 from regbench.config import Spec, to_container, validate_config
 from regbench.errors import RunError, UsageError
-from regbench.results import provenance, store
+from regbench.results import provenance, records, store
 from regbench.train.checkpoint import Checkpointing
 from regbench.train.engine import train_population
 from regbench.train.evaluate import COLUMNS
@@ -109,7 +109,7 @@ def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device, classes: 
     rid = store.run_id(spec)
     finals = pop.final.tolist()
     return {
-        "format": "regbench.result/1",
+        "format": records.FORMAT,
         "run_id": rid,
         "job": {
             "dataset": spec.dataset.name,

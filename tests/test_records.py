@@ -10,6 +10,8 @@ import stat
 import pytest
 import torch
 
+from regbench import atomic
+from regbench.atomic import atomic_write
 from regbench.experiment import run_experiment
 from regbench.results import provenance, records
 from regbench.train.evaluate import COLUMNS
@@ -51,14 +53,14 @@ def test_record_schema_and_provenance(compose_cfg, tmp_path):
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "result.json"
-    records.atomic_write(target, "old")
+    atomic_write(target, "old")
 
     def boom(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(records.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        records.atomic_write(target, "new")
+        atomic_write(target, "new")
     assert target.read_text() == "old"
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -97,7 +99,7 @@ def test_provenance_records_this_checkout_commit_and_nothing_else(monkeypatch, t
 def test_records_honour_the_umask_so_a_shared_folder_stays_readable(tmp_path, umask, mode):
     before = os.umask(umask)
     try:
-        records.atomic_write(tmp_path / "x.json", "{}")
+        atomic_write(tmp_path / "x.json", "{}")
     finally:
         os.umask(before)
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == mode

@@ -26,6 +26,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+from regbench.atomic import atomic_write
 from regbench.results import records
 
 log = logging.getLogger("regbench")
@@ -119,7 +120,7 @@ def write_failure(folder: Path, err: BaseException, rid: str | None = None) -> P
     """failure.json (error type and message) and failure.txt (the traceback), each written atomically."""
     folder = Path(folder)
     tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    records.atomic_write(folder / TRACEBACK, tb)
+    atomic_write(folder / TRACEBACK, tb)
     failure = {
         "format": "regbench.failure/1",
         "run_id": rid,
@@ -129,7 +130,7 @@ def write_failure(folder: Path, err: BaseException, rid: str | None = None) -> P
         "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = folder / FAILURE
-    records.atomic_write(path, json.dumps(failure, indent=2) + "\n")
+    atomic_write(path, json.dumps(failure, indent=2) + "\n")
     return path
 
 
