@@ -103,3 +103,37 @@ def test_records_honour_the_umask_so_a_shared_folder_stays_readable(tmp_path, um
     finally:
         os.umask(before)
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == mode
+
+
+def test_every_trainer_field_says_whether_it_changes_the_numbers():
+    # a new trainer field must be placed here on purpose: it decides run ids, sweep pooling and report groups
+    from dataclasses import fields
+
+    from regbench.config import MEMBER_KEYS, NOT_NUMBERS, TrainerConfig
+    from regbench.report.frame import NOT_CONTEXT
+    from regbench.results.store import NOT_IN_RUN_ID
+    from regbench.sweep import PER_JOB
+
+    assert all({"numbers", "members"} <= set(f.metadata) for f in fields(TrainerConfig))
+    assert set(NOT_NUMBERS) == {"progress", "resume", "checkpoint_every", "threads"}
+    assert set(MEMBER_KEYS) == {"seed", "seeds"}
+    assert set(NOT_IN_RUN_ID) == set(NOT_NUMBERS)
+    assert set(PER_JOB) == set(NOT_NUMBERS) | set(MEMBER_KEYS)
+    assert set(NOT_CONTEXT) == set(PER_JOB) | {"device"}
+
+
+@pytest.mark.parametrize(
+    "overrides,rid",
+    [
+        ([], "mnist1d-mlp-l2+dropout-784101af90e8"),
+        (
+            ["dataset=digits", "model=cnn", "trainer.threads=2", "trainer.resume=false", "trainer.progress=off"],
+            "digits-cnn-l2+dropout-bf9bb60bd0aa",
+        ),
+    ],
+)
+def test_run_ids_of_existing_results_stay_the_same(compose_cfg, overrides, rid):
+    from regbench.config import validate_config
+    from regbench.results import store
+
+    assert store.run_id(validate_config(compose_cfg(*overrides))) == rid

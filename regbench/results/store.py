@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from regbench.atomic import atomic_write
+from regbench.config import NOT_NUMBERS
 from regbench.results import records
 
 log = logging.getLogger("regbench")
@@ -37,8 +38,8 @@ TRACEBACK = "failure.txt"
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 SWEEP_INDEX = "jobs.jsonl"  # in a sweep's folder: one line per job run by the sweep, naming its folder
-# Trainer keys that change how a run is shown or saved, never its numbers: they stay out of the run id.
-NOT_IN_RUN_ID = ("progress", "resume", "checkpoint_every", "threads")
+# Trainer keys that never change a job's numbers (marked numbers=False on TrainerConfig): out of the run id.
+NOT_IN_RUN_ID = NOT_NUMBERS
 # Dataset fields naming a user's file (csv and npz: path, test_path): the file's content goes into the run id, so
 # editing it in place trains again instead of finding the old record complete.
 FILE_FIELDS = ("path", "file")
