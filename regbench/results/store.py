@@ -2,7 +2,7 @@
 
 A job's folder is named by its run id, a stable hash of the validated job config (without keys that only change
 how a run is shown or saved; with the content of a user's data file), so re-running a sweep finds the folders of
-the jobs it already finished. These are small functions on purpose: the Hydra shell (`regbench.hydra_app`) and a
+the jobs it already finished. These are small functions on purpose: a job's lifecycle (`regbench.job`) and a
 launcher that trains many jobs as one population both call them.
 
     job_dir(root, spec)        results/jobs/<run id>
@@ -83,7 +83,7 @@ def identity(spec) -> dict:
         for k, v in dataset.items()
         if isinstance(v, str) and v and any(k == f or k.endswith(f"_{f}") for f in FILE_FIELDS)
     }
-    if files:  # only then: the run ids of generated and downloaded datasets stay what they were
+    if files:  # only then: a generated or downloaded dataset's identity holds no data_files key
         ident["data_files"] = files
     return ident
 
