@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Callable
+from itertools import islice
 from typing import NamedTuple
 
 from regbench.data import blobs, cifar10, csv_file, digits, fashion_mnist, mnist, mnist1d, moons, npz_file
@@ -55,9 +56,9 @@ def _stamp(path: str) -> tuple:
         st = os.stat(p)
         if not os.path.isdir(p):
             return (st.st_size, st.st_mtime_ns)
-        with os.scandir(p) as entries:
-            inside = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries)
-        return (st.st_mtime_ns, *inside[:256])
+        with os.scandir(p) as entries:  # a dataset's folder holds a few files; a few hundred are plenty
+            inside = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in islice(entries, 256))
+        return (st.st_mtime_ns, *inside)
     except OSError:
         return ()
 
@@ -65,7 +66,8 @@ def _stamp(path: str) -> tuple:
 def _key(cfg: DatasetConfig) -> tuple:
     paths = tuple(_stamp(v) for v in vars(cfg).values() if isinstance(v, str) and v)
     home = str(cache_home())
-    return (repr(cfg), id(get(cfg.name).load), home, _stamp(home), paths)
+    # the loader itself, not its id: a replaced loader (a test's) is another key, and its id is never reused
+    return (repr(cfg), get(cfg.name).load, home, _stamp(home), paths)
 
 
 def load(cfg: DatasetConfig) -> Splits:
