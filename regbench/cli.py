@@ -137,7 +137,7 @@ def run(
         n_jobs = checks.check(args)
     except RegbenchError as err:
         _fail(err)
-    from regbench import hydra_app
+    from regbench import hydra_app, job
 
     # Hydra's -sc install=bash names the program in its `complete` line from argv[0]: that must be `regbench` alone.
     completion = any(a.split("=")[0] in ("-sc", "--shell-completion") for a in args)
@@ -147,12 +147,12 @@ def run(
         return
     fd, status = tempfile.mkstemp(prefix="regbench-status-", suffix=".jsonl")
     os.close(fd)
-    os.environ[hydra_app.STATUS_ENV] = status
+    os.environ[job.STATUS_ENV] = status
     try:
         hydra_app.main()
         code = _summarise(_outcomes(Path(status)))
     finally:
-        os.environ.pop(hydra_app.STATUS_ENV, None)
+        os.environ.pop(job.STATUS_ENV, None)
         Path(status).unlink(missing_ok=True)
     if code:
         raise typer.Exit(code)
@@ -337,8 +337,8 @@ def report(
     regularizer: list[str] = Regs,
     plots: str = typer.Option(None, "--plots", help="Also write PNG plots into this folder."),
 ):
+    from regbench.atomic import atomic_write
     from regbench.report import formats
-    from regbench.results.records import atomic_write
 
     if fmt not in formats.FORMATS:
         _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))

@@ -8,13 +8,12 @@ key, type or range fails before training with the key named.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from regbench import data, models, regularizers
 from regbench.errors import UsageError
 from regbench.schema import param, validate
 
@@ -45,27 +44,42 @@ class TrainerConfig:
         True,
         "on the CPU, flush denormal floats to zero on every thread; false: IEEE gradual underflow (slow on many CPUs)",
     )
-    seeds: int = param(3, "seeds per arm (each seed pairs a baseline and a regularized member)", ge=1, le=10000)
-    seed: int = param(0, "first seed; seeds are seed, seed+1, ... (at most 2^62)", ge=0, le=MAX_SEED)
+    seeds: int = param(
+        3, "seeds per arm (each seed pairs a baseline and a regularized member)", ge=1, le=10000, members=True
+    )
+    seed: int = param(0, "first seed; seeds are seed, seed+1, ... (at most 2^62)", ge=0, le=MAX_SEED, members=True)
     progress: str = param(
-        "auto", "auto: a live bar on a terminal, log lines otherwise", choices=["auto", "bar", "log", "off"]
+        "auto",
+        "auto: a live bar on a terminal, log lines otherwise",
+        choices=["auto", "bar", "log", "off"],
+        numbers=False,
     )
     deterministic: bool = param(
         False, "deterministic GPU kernels (torch.use_deterministic_algorithms, cuDNN, cuBLAS); CPU always is"
     )
-    resume: bool = param(True, "skip the job when its folder holds a complete record; resume from a checkpoint")
-    checkpoint_every: int | None = param(None, "save a checkpoint every this many epochs (none: never)", ge=1)
+    resume: bool = param(
+        True, "skip the job when its folder holds a complete record; resume from a checkpoint", numbers=False
+    )
+    checkpoint_every: int | None = param(
+        None, "save a checkpoint every this many epochs (none: never)", ge=1, numbers=False
+    )
     threads: int | None = param(
         None,
         "torch CPU threads per job; null: the launcher's cpus_per_task, else 1 (the default run, 2 cores: idle, "
         "1 thread 18-19 s, 2 threads 15-18 s; shared with other jobs, 35-102 s against 665-778 s)",
         ge=1,
+        numbers=False,
     )
     fast: bool = param(
         True,
         "the fast path: hand-written steps, one flat fused optimizer, CUDA graphs, compile when asked; false: eager "
         "autograd and torch.optim (the same members, within float tolerance)",
     )
+
+
+# Said once, on the fields (schema.param): the run id, a sweep's pooling and the report's grouping leave these out.
+NOT_NUMBERS = tuple(f.name for f in fields(TrainerConfig) if not f.metadata["numbers"])  # shown, saved, scheduled
+MEMBER_KEYS = tuple(f.name for f in fields(TrainerConfig) if f.metadata["members"])  # which seeds run
 
 
 @dataclass
@@ -105,6 +119,9 @@ def validate_config(cfg: DictConfig) -> Spec:
 
 
 def _validate_config(cfg: DictConfig) -> Spec:
+    # the registries import torch: imported here, a report or `--cfg job` can read TrainerConfig without it
+    from regbench import data, models, regularizers
+
     unknown = [k for k in cfg if k not in TOP_LEVEL and k != "hydra"]
     if unknown:
         raise UsageError(f"{unknown[0]}: unknown top-level key; allowed: {', '.join(TOP_LEVEL)}")

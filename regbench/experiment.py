@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from regbench import data, models, progress, regularizers
 from regbench.config import Spec, to_container, validate_config
 from regbench.errors import RunError, UsageError
-from regbench.results import provenance, store
+from regbench.results import provenance, records, store
 from regbench.train.checkpoint import Checkpointing
 from regbench.train.engine import train_population
 from regbench.train.evaluate import COLUMNS
@@ -33,15 +33,11 @@ def set_deterministic(on: bool) -> None:
         # cuBLAS reads this when its handle is created, so it must be set before the first CUDA matmul.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # Only when it changes: torch.use_deterministic_algorithms imports torch._inductor (and dynamo) to set inductor's
-    # copy of the flag, 1.7 s the first time in a process, and every run has asked for the default (off) since
+    # copy of the flag, 1.7 s the first time in a process, for a run that asks for the default (off)
     if torch.are_deterministic_algorithms_enabled() != on:
         torch.use_deterministic_algorithms(on)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = False
-
-
-# dataset config (repr) -> (training split size, kind): a sweep loads each dataset once
-_loaded: dict[str, tuple[int, str]] = {}
 
 
 def check_kind(spec: Spec, kind: str) -> None:
@@ -62,15 +58,13 @@ def preflight(spec: Spec) -> None:
     """What can be checked before any job starts beyond the schemas: the device, the data, the batch size, and
     whether the model and regularizers take the data's kind.
 
-    Loading the data here also turns a missing or unreadable data file into one line before anything runs.
+    Loading the data here also turns a missing or unreadable data file into one line before anything runs; the
+    training that follows in this process takes the loaded splits from data.load's cache.
     """
     resolve_device(spec.trainer.device)
-    key = repr(spec.dataset)
-    if key not in _loaded:
-        splits = data.load(spec.dataset)
-        _loaded[key] = splits.sizes()["train"], splits.kind
-    n_train, kind = _loaded[key]
-    check_kind(spec, kind)
+    splits = data.load(spec.dataset)
+    n_train = splits.sizes()["train"]
+    check_kind(spec, splits.kind)
     if spec.trainer.batch_size > n_train:
         raise UsageError(f"trainer.batch_size={spec.trainer.batch_size}: larger than the training split ({n_train})")
 
@@ -109,7 +103,7 @@ def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device, classes: 
     rid = store.run_id(spec)
     finals = pop.final.tolist()
     return {
-        "format": "regbench.result/1",
+        "format": records.FORMAT,
         "run_id": rid,
         "job": {
             "dataset": spec.dataset.name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import re
 import sys
@@ -16,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -120,9 +120,9 @@ def check(args: list[str]) -> int:
     if print_only:
         return 0
     # Only here, past the print-only flags: validation and the data checks import torch (seconds), --cfg need not.
-    from regbench.config import validate_config
     from regbench.experiment import preflight
     from regbench.hydra_app import register_resolvers
+    from regbench.job import validated
 
     register_resolvers()  # hydra.run.dir names the job by ${regbench_run_id:}
     parser = OverridesParser.create()
@@ -140,7 +140,7 @@ def check(args: list[str]) -> int:
         if not multirun:
             cfg = _compose(overrides, with_hydra=True)
             _warn_unused_sweep(cfg)
-            _preflight(preflight, validate_config(cfg))
+            preflight(validated(cfg))
             _check_writable(cfg, "hydra.run.dir")
             return 1
         # Hydra's basic sweeper: the preset's hydra.sweeper.params first, the command line's sweeps win.
@@ -148,23 +148,41 @@ def check(args: list[str]) -> int:
         batched = check_launcher(OmegaConf.select(base, "hydra.launcher"))
         params = OmegaConf.select(base, "hydra.sweeper.params") or {}
         preset = [f"{k}={v}" for k, v in params.items()]
-        jobs = BasicSweeper.split_arguments(parser.parse_overrides(preset + overrides), None)[0]
+        jobs = sweep_jobs(parser.parse_overrides(preset + overrides))
         _check_group_values(parser.parse_overrides(preset))
         if not jobs:
             empty = [o for o in preset + overrides if _is_sweep(o, parser) and not _sweep_values(o, parser)]
             raise UsageError(f"{(empty or ['-m'])[0]}: the sweep has no jobs; give each swept key at least one value")
         for job in jobs[:MAX_CHECKED]:
-            spec = validate_config(_compose(list(job)))
+            spec = validated(_compose(list(job)))
             if batched and spec.trainer.checkpoint_every is not None:
                 raise UsageError(
                     f"trainer.checkpoint_every={spec.trainer.checkpoint_every}: not supported by the batched sweep "
                     "launcher; use hydra/launcher=basic (or joblib/submitit) for per-job checkpoints"
                 )
-            _preflight(preflight, spec)
+            preflight(spec)
         first = _compose(list(jobs[0]), with_hydra=True)
         _check_writable(first, "hydra.sweep.dir")
         _check_writable(first, "hydra.sweep.dir", "hydra.sweep.subdir")  # where the jobs' folders go
         return len(jobs)
+
+
+def sweep_jobs(parsed) -> list[list[str]]:
+    """Each job's overrides in the order Hydra's basic sweeper launches them: one value list per key, in the order
+    the keys first appear (a later override of a key replaces its values), and their product, last key fastest."""
+    values: dict[str, list[str]] = {}
+    for o in parsed:
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            try:
+                values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+            except HydraException as e:  # glob(), which needs the config's options
+                raise UsageError(f"{o.input_line}: {str(e).splitlines()[0]}; list the values") from None
+        else:
+            raise UsageError(f"{o.input_line}: an interval sweeps nothing under the basic sweeper; list the values")
+    return [list(job) for job in itertools.product(*values.values())]
 
 
 # Counts among the launchers' settings (hydra.launcher.<key>, where the chosen launcher has the key): the least
@@ -202,19 +220,6 @@ def _is_int(value) -> bool:
 
 def _is_sweep(override: str, parser: OverridesParser) -> bool:
     return parser.parse_override(override).is_sweep_override()
-
-
-def _preflight(preflight, spec) -> None:
-    """The data checks, with an OSError the data layer lets through (a path too long for the file system, a folder
-    that cannot be read) as one line naming the dataset key that holds the path."""
-    try:
-        preflight(spec)
-    except OSError as e:
-        name = str(e.filename) if e.filename is not None else ""
-        fields = [k for k, v in vars(spec.dataset).items() if isinstance(v, str) and v and v == name]
-        key = f"dataset.{fields[0]}" if fields else "dataset"
-        cls = UsageError if e.errno == errno.ENAMETOOLONG else RunError
-        raise cls(f"{key}={_short(name)}: cannot read it ({e.strerror or e})") from None
 
 
 def _sweep_values(override: str, parser: OverridesParser) -> list:

@@ -18,9 +18,17 @@ from omegaconf import DictConfig, OmegaConf
 from regbench.errors import UsageError
 
 
-def param(default, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None, factory=None):
-    """A schema field: default, one-line help, and the bounds that `validate` enforces."""
+def param(
+    default, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None, factory=None, numbers=True, members=False
+):
+    """A schema field: default, one-line help, and the bounds that `validate` enforces.
+
+    numbers=False: the field changes how a job is shown, saved or scheduled, never its numbers (out of the run id,
+    of a sweep's pooling and of the report's grouping). members=True: it chooses which members (seeds) run, while a
+    given member's numbers stay the same (in the run id; out of pooling and grouping, where members carry it).
+    """
     meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
+    meta |= {"numbers": numbers, "members": members}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -18,16 +18,16 @@ import torch
 from omegaconf import DictConfig
 
 from regbench import data, models, progress
-from regbench.config import Spec
+from regbench.config import MEMBER_KEYS, NOT_NUMBERS, Spec
 from regbench.experiment import make_record, resolve_device, set_deterministic
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.train.engine import PopulationResult, member_loss, train_population
 from regbench.train.population import Member, members_for
 
-# Not part of a job's schedule: members carry their own seeds, and the display and thread count do not change the
-# numbers (a population takes its first job's thread count).
-PER_JOB = ("seeds", "seed", "progress", "threads")
+# Not part of a job's schedule: members carry their own seeds, and the keys that never change the numbers may differ
+# between the jobs of one population (it takes its first job's display and thread count).
+PER_JOB = MEMBER_KEYS + NOT_NUMBERS
 # torch's CPU threads when neither trainer.threads nor the launcher says: torch's own default (every core) made
 # small-kernel training several times slower, and erratic, on a shared machine.
 DEFAULT_THREADS = 1

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from regbench.cli import app
+from regbench.errors import UsageError
 
 from .conftest import run_cli
 
@@ -299,3 +300,14 @@ def test_a_cnn_on_table_data_is_refused_by_the_real_command_before_any_folder(tm
     expected = "regbench: error: model=cnn: needs sequence or image data, got table data; use model=mlp\n"
     assert (r.returncode, r.stderr, r.stdout) == (2, expected, "")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("overrides,key", [(["dataset=mnist", f"dataset.root={LONG}"], "dataset.root")])
+def test_a_path_the_file_system_refuses_is_one_line_naming_its_key_wherever_it_is_loaded(compose_cfg, overrides, key):
+    # not only the preflight: a job that loads the data (a sweep's, or one run alone) says the same
+    from regbench import data
+    from regbench.config import validate_config
+
+    with pytest.raises(UsageError) as e:
+        data.load(validate_config(compose_cfg(*overrides)).dataset)
+    assert str(e.value) == f"{key}={'x' * 60}...(5000 characters): cannot read it (File name too long)"

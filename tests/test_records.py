@@ -10,6 +10,8 @@ import stat
 import pytest
 import torch
 
+from regbench import atomic
+from regbench.atomic import atomic_write
 from regbench.experiment import run_experiment
 from regbench.results import provenance, records
 from regbench.train.evaluate import COLUMNS
@@ -51,14 +53,14 @@ def test_record_schema_and_provenance(compose_cfg, tmp_path):
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "result.json"
-    records.atomic_write(target, "old")
+    atomic_write(target, "old")
 
     def boom(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(records.os, "replace", boom)
+    monkeypatch.setattr(atomic.os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        records.atomic_write(target, "new")
+        atomic_write(target, "new")
     assert target.read_text() == "old"
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -97,7 +99,41 @@ def test_provenance_records_this_checkout_commit_and_nothing_else(monkeypatch, t
 def test_records_honour_the_umask_so_a_shared_folder_stays_readable(tmp_path, umask, mode):
     before = os.umask(umask)
     try:
-        records.atomic_write(tmp_path / "x.json", "{}")
+        atomic_write(tmp_path / "x.json", "{}")
     finally:
         os.umask(before)
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == mode
+
+
+def test_every_trainer_field_says_whether_it_changes_the_numbers():
+    # a new trainer field must be placed here on purpose: it decides run ids, sweep pooling and report groups
+    from dataclasses import fields
+
+    from regbench.config import MEMBER_KEYS, NOT_NUMBERS, TrainerConfig
+    from regbench.report.frame import NOT_CONTEXT
+    from regbench.results.store import NOT_IN_RUN_ID
+    from regbench.sweep import PER_JOB
+
+    assert all({"numbers", "members"} <= set(f.metadata) for f in fields(TrainerConfig))
+    assert set(NOT_NUMBERS) == {"progress", "resume", "checkpoint_every", "threads"}
+    assert set(MEMBER_KEYS) == {"seed", "seeds"}
+    assert set(NOT_IN_RUN_ID) == set(NOT_NUMBERS)
+    assert set(PER_JOB) == set(NOT_NUMBERS) | set(MEMBER_KEYS)
+    assert set(NOT_CONTEXT) == set(PER_JOB) | {"device"}
+
+
+@pytest.mark.parametrize(
+    "overrides,rid",
+    [
+        ([], "mnist1d-mlp-l2+dropout-784101af90e8"),
+        (
+            ["dataset=digits", "model=cnn", "trainer.threads=2", "trainer.resume=false", "trainer.progress=off"],
+            "digits-cnn-l2+dropout-bf9bb60bd0aa",
+        ),
+    ],
+)
+def test_run_ids_of_existing_results_stay_the_same(compose_cfg, overrides, rid):
+    from regbench.config import validate_config
+    from regbench.results import store
+
+    assert store.run_id(validate_config(compose_cfg(*overrides))) == rid

@@ -273,3 +273,15 @@ def test_a_real_run_at_lr_10_is_flagged_unstable(compose_cfg):
     render(summarize(df), console=console)
     line = next(x for x in console.export_text().splitlines() if "unstable (left out)" in x)
     assert line.replace("│", " ").split()[-2:] == ["of", "2"] and line.count("2 of 2") == 2
+
+
+def test_a_forced_rerun_lands_in_the_same_group_as_a_resumed_run(tmp_path):
+    # `regbench run --force` sets trainer.resume=false; that and the thread count change no number
+    job(tmp_path / "a", "l2", {"strength": 0.001}, BASE, L2)
+    path = write(tmp_path / "b", [("dropout", 0, {"dropout": {"p": 0.5}}, metrics(*DROP[0]))])
+    record = json.loads(path.read_text())
+    record["provenance"]["config"]["trainer"] |= {"resume": False, "threads": 2, "checkpoint_every": 5}
+    path.write_text(json.dumps(record))
+    t = build([tmp_path])
+    assert len(set(t["config"])) == 1
+    assert row(t, "dropout(p=0.5)")["pairs"] == 1

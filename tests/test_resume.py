@@ -24,13 +24,13 @@ ONE = [*TINY, "trainer.seeds=1", "regularizers=[]"]
 # `regbench` with a fault injected into the job of seed 1 only: the same CLI and launcher, one job raising.
 FAULTY = """
 import sys
-from regbench import hydra_app
-real = hydra_app.run_experiment
+from regbench import job
+real = job.run_experiment
 def flaky(cfg, spec, **kw):
     if spec.trainer.seed == 1:
         raise RuntimeError("injected fault")
     return real(cfg, spec, **kw)
-hydra_app.run_experiment = flaky
+job.run_experiment = flaky
 from regbench.cli import app
 app()
 """

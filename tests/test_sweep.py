@@ -163,15 +163,15 @@ def test_each_process_of_a_multi_process_sweep_takes_its_own_gpu(monkeypatch):
 
     from hydra.types import RunMode
 
-    from regbench import hydra_app
+    from regbench import job
 
     chosen = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     for mode, num in [(RunMode.MULTIRUN, 6), (RunMode.RUN, 6)]:
         hc = SimpleNamespace(mode=mode, job=SimpleNamespace(num=num))
-        monkeypatch.setattr(hydra_app.HydraConfig, "get", staticmethod(lambda hc=hc: hc))
-        hydra_app.pin_gpu()
+        monkeypatch.setattr(job.HydraConfig, "get", staticmethod(lambda hc=hc: hc))
+        job.pin_gpu()
     assert chosen == [2]  # job 6 of a sweep on 4 GPUs; a single run keeps the default device
 
 
@@ -187,16 +187,16 @@ def test_joblib_and_submitit_local_launchers_run_a_sweep(tmp_path, launcher):
 
 
 BATCH_FAILS = """
-from regbench import hydra_app, sweep
+from regbench import job, sweep
 def broken(*a, **kw):
     raise RuntimeError("population failed")
 sweep.train_population = broken
-real = hydra_app.run_experiment
+real = job.run_experiment
 def flaky(cfg, spec, **kw):
     if spec.trainer.seed == 1:
         raise RuntimeError("injected fault")
     return real(cfg, spec, **kw)
-hydra_app.run_experiment = flaky
+job.run_experiment = flaky
 from regbench.cli import app
 app()
 """
@@ -221,14 +221,14 @@ def test_when_a_batch_fails_its_jobs_run_one_by_one_and_each_records_its_outcome
 def test_trainer_threads_wins_over_the_launchers_cpus_and_defaults_to_one(monkeypatch, compose_cfg):
     from types import SimpleNamespace
 
-    from regbench import hydra_app
+    from regbench import job
 
     calls = []
     monkeypatch.setattr(sweep.torch, "set_num_threads", calls.append)
     for launcher, threads in [({"cpus_per_task": 4}, None), ({"cpus_per_task": 4}, 2), ({}, None), ({}, 3)]:
         hc = SimpleNamespace(launcher=launcher)
-        monkeypatch.setattr(hydra_app.HydraConfig, "get", staticmethod(lambda hc=hc: hc))
-        hydra_app.cap_threads(validate_config(compose_cfg(*TINY, f"trainer.threads={threads or 'null'}")))
+        monkeypatch.setattr(job.HydraConfig, "get", staticmethod(lambda hc=hc: hc))
+        job.cap_threads(validate_config(compose_cfg(*TINY, f"trainer.threads={threads or 'null'}")))
     assert calls == [4, 2, 1, 3]
 
 
@@ -267,3 +267,14 @@ def test_a_sweep_given_its_folder_keeps_its_jobs_there(tmp_path):
     assert not (tmp_path / "results").exists()
     index = [json.loads(line) for line in (tmp_path / "mine" / "jobs.jsonl").read_text().splitlines()]
     assert sorted(e["dir"].split("/")[0] for e in index) == ["jobs", "jobs"]
+
+
+def test_a_sweep_expands_in_the_basic_sweepers_order():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parse = OverridesParser.create().parse_overrides
+    # a key keeps the place it first appeared at, with the values given last; the last key varies fastest
+    jobs = preflight.sweep_jobs(parse(["a=1,2", "b=x", "c=range(2)", "a=5,6"]))
+    assert jobs == [["a=5", "b=x", "c=0"], ["a=5", "b=x", "c=1"], ["a=6", "b=x", "c=0"], ["a=6", "b=x", "c=1"]]
+    with pytest.raises(UsageError, match=r"^a=interval\(0,1\): an interval sweeps nothing"):
+        preflight.sweep_jobs(parse(["a=interval(0,1)"]))

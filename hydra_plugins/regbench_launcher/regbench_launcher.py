@@ -1,7 +1,7 @@
 """regbench's Hydra launcher: a sweep batch's compatible jobs train as one population (regbench.sweep), then
-every job goes through Hydra's own run_job, so each keeps its folder, its .hydra/ files, its log, its JobReturn
-and the callbacks, exactly as under the basic launcher. It lives in `hydra_plugins` because Hydra instantiates
-launchers from that namespace only."""
+every job goes through Hydra's own run_job (calling regbench.job.run with the record), so each keeps its folder,
+its .hydra/ files, its log, its JobReturn and the callbacks, exactly as under the basic launcher. It lives in
+`hydra_plugins` because Hydra instantiates launchers from that namespace only."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
+
+from regbench import job
+from regbench.errors import RegbenchError
+from regbench.results import store
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +34,15 @@ class RegbenchLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from regbench.config import validate_config
-        from regbench.errors import RegbenchError
-        from regbench.hydra_app import run_job as regbench_job
-        from regbench.results import store
-        from regbench.sweep import Job, train_jobs
+        from regbench.sweep import Job, train_jobs  # torch: only when a sweep runs
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         log.info("Launching %d jobs as batched populations", len(job_overrides))
-        configs, jobs = [], []
-        # A pooled job's lock is held from before it trains until its record is written (run_job, which then does
-        # not lock it again); a job another process holds is left out, and run_job waits for it and skips it.
+        configs, pooled = [], []
+        # A pooled job's lock is held from before it trains until its record is written (job.run, which then does
+        # not lock it again); a job another process holds is left out, and job.run waits for it and skips it.
         held: dict[int, contextlib.ExitStack] = {}
         for n, overrides in enumerate(job_overrides):
             idx = initial_job_idx + n
@@ -57,16 +57,16 @@ class RegbenchLauncher(Launcher):
                 )
             configs.append(cfg)
             with contextlib.suppress(RegbenchError):  # such a job runs on its own below, which reports the problem
-                spec = validate_config(cfg)
+                spec = job.validated(cfg)
                 out = cfg.hydra.runtime.output_dir
                 # per-job checkpoints (`regbench run` refuses the option here; a job that comes anyway runs alone)
                 if spec.trainer.checkpoint_every is not None or not self._lock(held, n, out):
                     continue
-                # a job already complete (resume) goes to run_job untrained, which skips it
+                # a job already complete (resume) goes to job.run untrained, which skips it
                 if spec.trainer.resume and store.is_complete(out, store.run_id(spec)):
                     held.pop(n).close()
                 else:
-                    jobs.append(Job(n, cfg, spec))
+                    pooled.append(Job(n, cfg, spec))
 
         returns: dict[int, JobReturn] = {}
 
@@ -81,9 +81,10 @@ class RegbenchLauncher(Launcher):
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
 
         try:
-            for n, record in train_jobs(jobs, self.budget_bytes, around=self._job_logs):
+            specs = {j.index: j.spec for j in pooled}
+            for n, record in train_jobs(pooled, self.budget_bytes, around=self._job_logs):
                 try:
-                    finish(n, lambda cfg, record=record: regbench_job(cfg, record, locked=True))
+                    finish(n, lambda cfg, n=n, record=record: job.run(cfg, specs[n], record, locked=True))
                 finally:
                     held.pop(n).close()
         except Exception as err:  # noqa: BLE001 - each remaining job then runs alone and records its own outcome
@@ -99,8 +100,6 @@ class RegbenchLauncher(Launcher):
     @staticmethod
     def _lock(held: dict, n: int, folder: str) -> bool:
         """Take job n's lock without waiting into held[n]; False when another process holds it."""
-        from regbench.results import store
-
         stack = contextlib.ExitStack()
         try:
             stack.enter_context(store.lock(Path(folder), wait=False))
@@ -117,10 +116,10 @@ class RegbenchLauncher(Launcher):
         fmt = self.config.hydra.job_logging.get("formatters", {}).get("simple", {})
         formatter = logging.Formatter(fmt.get("format", "[%(asctime)s] %(message)s"), fmt.get("datefmt", "%H:%M:%S"))
         handlers = []
-        for job in jobs:
-            folder = Path(job.cfg.hydra.runtime.output_dir)
+        for pooled in jobs:
+            folder = Path(pooled.cfg.hydra.runtime.output_dir)
             folder.mkdir(parents=True, exist_ok=True)
-            handler = logging.FileHandler(folder / f"{job.cfg.hydra.job.name}.log")
+            handler = logging.FileHandler(folder / f"{pooled.cfg.hydra.job.name}.log")
             handler.setFormatter(formatter)
             logger.addHandler(handler)
             handlers.append(handler)

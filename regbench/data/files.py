@@ -7,13 +7,15 @@ that names the file.
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from regbench.data.base import DatasetConfig, RawData, hold_out_test
-from regbench.errors import RunError, UsageError
+from regbench.errors import RegbenchError, RunError, UsageError
 from regbench.schema import param
 
 # Labels are class indices and the output layer has one unit per class, so the largest label sets the head's size:
@@ -37,9 +39,26 @@ class FileConfig(DatasetConfig):
 
 def existing(path: str) -> Path:
     p = Path(path).expanduser()
-    if not p.is_file():
+    if not p.is_file():  # an OSError other than absence (a name too long, a folder not searchable) goes up
         raise RunError(f"{path}: no such file")
     return p
+
+
+def unreadable(cfg, err: OSError, key: str = "dataset") -> RegbenchError:
+    """An OSError the file system raised on a path of the dataset config `cfg` (a name too long for it, a folder
+    that cannot be read) as one line naming the key that holds the path; a name too long is a usage error."""
+    name = os.path.abspath(os.path.expanduser(str(err.filename))) if err.filename is not None else None
+    for field, value in vars(cfg).items():
+        if isinstance(value, str) and value and name is not None:
+            given = os.path.abspath(os.path.expanduser(value))
+            if name == given or name.startswith(given.rstrip(os.sep) + os.sep):
+                cls = UsageError if err.errno == errno.ENAMETOOLONG else RunError
+                return cls(f"{key}.{field}={_short(value)}: cannot read it ({err.strerror or err})")
+    return RunError(f"{key}={cfg.name}: cannot read its data ({err})")
+
+
+def _short(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else f"{value[: limit - 20]}...({len(value)} characters)"
 
 
 def class_indices(y: np.ndarray, source: str, position=lambda i: f"y[{i}]") -> np.ndarray:

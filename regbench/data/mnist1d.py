@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from regbench.atomic import atomic_write
 from regbench.data.base import MAX_SEED, DatasetConfig, RawData
 from regbench.paths import cache_home
-from regbench.results.records import atomic_write
 from regbench.schema import param
 
 # 200 times the published set; generating takes ~1.7 ms an example on 2 cores (half an hour at the bound, once,

@@ -7,9 +7,12 @@ import math
 
 import pandas as pd
 
-# Trainer keys that choose which seeds run or how progress is shown; they never change a given seed's numbers.
-# Everything else in the resolved config (minus the regularizers) must match for two members to be compared.
-NOT_CONTEXT = ("seed", "seeds", "progress", "device")
+from regbench.config import MEMBER_KEYS, NOT_NUMBERS
+
+# Trainer keys that choose which seeds run, or never change the numbers (TrainerConfig's field metadata), and the
+# device asked for, which context() replaces by the device the job ran on. Everything else in the resolved config
+# (minus the regularizers) must match for two members to be compared.
+NOT_CONTEXT = (*MEMBER_KEYS, *NOT_NUMBERS, "device")
 
 
 def regularizer_label(regs: dict) -> str:

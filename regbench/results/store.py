@@ -2,7 +2,7 @@
 
 A job's folder is named by its run id, a stable hash of the validated job config (without keys that only change
 how a run is shown or saved; with the content of a user's data file), so re-running a sweep finds the folders of
-the jobs it already finished. These are small functions on purpose: the Hydra shell (`regbench.hydra_app`) and a
+the jobs it already finished. These are small functions on purpose: a job's lifecycle (`regbench.job`) and a
 launcher that trains many jobs as one population both call them.
 
     job_dir(root, spec)        results/jobs/<run id>
@@ -26,6 +26,8 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+from regbench.atomic import atomic_write
+from regbench.config import NOT_NUMBERS
 from regbench.results import records
 
 log = logging.getLogger("regbench")
@@ -36,8 +38,8 @@ TRACEBACK = "failure.txt"
 CHECKPOINT = "checkpoint.pt"
 LOCK = ".lock"
 SWEEP_INDEX = "jobs.jsonl"  # in a sweep's folder: one line per job run by the sweep, naming its folder
-# Trainer keys that change how a run is shown or saved, never its numbers: they stay out of the run id.
-NOT_IN_RUN_ID = ("progress", "resume", "checkpoint_every", "threads")
+# Trainer keys that never change a job's numbers (marked numbers=False on TrainerConfig): out of the run id.
+NOT_IN_RUN_ID = NOT_NUMBERS
 # Dataset fields naming a user's file (csv and npz: path, test_path): the file's content goes into the run id, so
 # editing it in place trains again instead of finding the old record complete.
 FILE_FIELDS = ("path", "file")
@@ -81,7 +83,7 @@ def identity(spec) -> dict:
         for k, v in dataset.items()
         if isinstance(v, str) and v and any(k == f or k.endswith(f"_{f}") for f in FILE_FIELDS)
     }
-    if files:  # only then: the run ids of generated and downloaded datasets stay what they were
+    if files:  # only then: a generated or downloaded dataset's identity holds no data_files key
         ident["data_files"] = files
     return ident
 
@@ -119,7 +121,7 @@ def write_failure(folder: Path, err: BaseException, rid: str | None = None) -> P
     """failure.json (error type and message) and failure.txt (the traceback), each written atomically."""
     folder = Path(folder)
     tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    records.atomic_write(folder / TRACEBACK, tb)
+    atomic_write(folder / TRACEBACK, tb)
     failure = {
         "format": "regbench.failure/1",
         "run_id": rid,
@@ -129,7 +131,7 @@ def write_failure(folder: Path, err: BaseException, rid: str | None = None) -> P
         "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     path = folder / FAILURE
-    records.atomic_write(path, json.dumps(failure, indent=2) + "\n")
+    atomic_write(path, json.dumps(failure, indent=2) + "\n")
     return path
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from regbench.results.records import atomic_write
+from regbench.atomic import atomic_write
 
 log = logging.getLogger("regbench")
 FORMAT = "regbench.checkpoint/3"  # 2: dense weights [K, out, in], flat-buffer optimizer state; 3: a block a layer
