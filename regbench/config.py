@@ -65,8 +65,8 @@ class TrainerConfig:
     )
     threads: int | None = param(
         None,
-        "torch CPU threads per job; null: the launcher's cpus_per_task, else 1 (the default run, 2 cores: idle, "
-        "1 thread 18-19 s, 2 threads 15-18 s; shared with other jobs, 35-102 s against 665-778 s)",
+        "torch CPU threads per job; null: the launcher's cpus_per_task, else 1 (more threads barely help small "
+        "members, and several-fold hurt on a machine shared by jobs: docs/performance.md)",
         ge=1,
         numbers=False,
     )
@@ -74,6 +74,7 @@ class TrainerConfig:
         True,
         "the fast path: hand-written steps, one flat fused optimizer, CUDA graphs, compile when asked; false: eager "
         "autograd and torch.optim (the same members, within float tolerance)",
+        later=True,
     )
 
 

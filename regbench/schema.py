@@ -19,16 +19,29 @@ from regbench.errors import UsageError
 
 
 def param(
-    default, help: str, *, ge=None, gt=None, le=None, lt=None, choices=None, factory=None, numbers=True, members=False
+    default,
+    help: str,
+    *,
+    ge=None,
+    gt=None,
+    le=None,
+    lt=None,
+    choices=None,
+    factory=None,
+    numbers=True,
+    members=False,
+    later=False,
 ):
     """A schema field: default, one-line help, and the bounds that `validate` enforces.
 
     numbers=False: the field changes how a job is shown, saved or scheduled, never its numbers (out of the run id,
     of a sweep's pooling and of the report's grouping). members=True: it chooses which members (seeds) run, while a
     given member's numbers stay the same (in the run id; out of pooling and grouping, where members carry it).
+    later=True: a field added after records were first written; the run id holds it only when it differs from this
+    default, so every job that could run before the field existed keeps its run id (and its complete record).
     """
     meta = {"help": help, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
-    meta |= {"numbers": numbers, "members": members}
+    meta |= {"numbers": numbers, "members": members, "later": later}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -137,3 +137,14 @@ def test_run_ids_of_existing_results_stay_the_same(compose_cfg, overrides, rid):
     from regbench.results import store
 
     assert store.run_id(validate_config(compose_cfg(*overrides))) == rid
+
+
+def test_a_field_added_later_enters_the_run_id_only_off_its_default(compose_cfg):
+    """trainer.fast came after records existed: at its default the run id is the one before it (pinned above);
+    set off, it is another job."""
+    from regbench.config import validate_config
+    from regbench.results import store
+
+    plain = store.run_id(validate_config(compose_cfg("trainer.fast=false")))
+    assert plain != "mnist1d-mlp-l2+dropout-784101af90e8"
+    assert "fast" in store.identity(validate_config(compose_cfg("trainer.fast=false")))["trainer"]

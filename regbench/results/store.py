@@ -50,6 +50,17 @@ def _plain(obj):
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else dict(obj)
 
 
+def _hashed(obj) -> dict:
+    """A config as its run id sees it: a field added later (schema.param's `later`) only when it is not at its
+    default."""
+    plain = _plain(obj)
+    if dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            if f.metadata.get("later") and plain[f.name] == f.default:
+                del plain[f.name]
+    return plain
+
+
 def file_digest(path: str) -> str | None:
     """SHA-256 of a file's bytes (None if it cannot be read), hashed again only when its size or mtime changes."""
     p = os.path.abspath(os.path.expanduser(path))
@@ -69,13 +80,13 @@ def file_digest(path: str) -> str | None:
 
 def identity(spec) -> dict:
     """What a job computes, as plain data: the input of its run id (stored in its record too)."""
-    trainer = {k: v for k, v in _plain(spec.trainer).items() if k not in NOT_IN_RUN_ID}
-    dataset = _plain(spec.dataset)
+    trainer = {k: v for k, v in _hashed(spec.trainer).items() if k not in NOT_IN_RUN_ID}
+    dataset = _hashed(spec.dataset)
     ident = {
         "dataset": dataset,
-        "model": _plain(spec.model),
+        "model": _hashed(spec.model),
         # a list, not a dict: the composed order decides the order transforms apply in
-        "regularizers": [[name, _plain(c)] for name, c in spec.regularizers.items()],
+        "regularizers": [[name, _hashed(c)] for name, c in spec.regularizers.items()],
         "trainer": trainer,
     }
     files = {
