@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -148,7 +149,9 @@ def check(args: list[str]) -> int:
         batched = check_launcher(OmegaConf.select(base, "hydra.launcher"))
         params = OmegaConf.select(base, "hydra.sweeper.params") or {}
         preset = [f"{k}={v}" for k, v in params.items()]
-        jobs = BasicSweeper.split_arguments(parser.parse_overrides(preset + overrides), None)[0]
+        # a glob(*) sweep (experiment=singles) lists its group's options through the config loader
+        listing = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        jobs = BasicSweeper.split_arguments(listing.parse_overrides(preset + overrides), None)[0]
         _check_group_values(parser.parse_overrides(preset))
         if not jobs:
             empty = [o for o in preset + overrides if _is_sweep(o, parser) and not _sweep_values(o, parser)]

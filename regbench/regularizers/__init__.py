@@ -44,4 +44,14 @@ def get(name: str) -> type[Regularizer]:
     return REGULARIZERS[name]
 
 
-__all__ = ["REGULARIZERS", "Batch", "Regularizer", "get"]
+def singles_cells() -> dict[str, tuple[str, dict]]:
+    """The `singles` preset's cells, from each regularizer's declared `singles`: cell name (`l2_weak`, or the
+    regularizer's name for a level "") -> (regularizer, the config values it sets)."""
+    return {
+        f"{name}_{level}" if level else name: (name, dict(values))
+        for name, cls in REGULARIZERS.items()
+        for level, values in cls.singles.items()
+    }
+
+
+__all__ = ["REGULARIZERS", "Batch", "Regularizer", "get", "singles_cells"]

@@ -231,6 +231,7 @@ def _train_population(splits, model_cfg, trainer, members, device, progress, ckp
     model = models.build(model_cfg, splits.input_shape, splits.kind, splits.n_classes, seeds, hints).to(device)
     model.flushed = flushed
     by_hand = model.by_hand and not trainer.compile and trainer.precision == "fp32"
+    by_hand = by_hand and not any(r.needs_autograd() for r in regs)  # e.g. batch norm in any member
     # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would.
     # A hand-written step on the CPU updates each layer as soon as its gradients are complete (while they are in
     # the cache), when every penalty can add one layer's gradients alone; on a GPU the step is one graph anyway.
@@ -298,11 +299,16 @@ def _train_population(splits, model_cfg, trainer, members, device, progress, ckp
         saved = freezer.snapshot()
         for r in regs:
             batch = r.transform(batch, ctx)
+        for r in regs:
+            r.before_step(model, ctx)
         if layerwise and opt.stepwise:  # from the second step: the first makes the optimizer's state
+            # no after_backward to call: a regularizer with one turns layerwise off (Regularizer.layerwise)
             opt.count_step()
             finite.logical_and_(train_step(batch.x, batch.y, ctx, update_layer))
         else:
             finite.logical_and_(train_step(batch.x, batch.y, ctx))
+            for r in regs:
+                r.after_backward(model, ctx)
             for r in penalised:
                 r.penalty_grad(model)
             opt.step()
