@@ -17,6 +17,7 @@ from regbench.regularizers.label_smoothing import LabelSmoothing
 from regbench.regularizers.max_norm import MaxNorm
 from regbench.regularizers.mixup import Mixup
 from regbench.regularizers.weight_decay import WeightDecay
+from regbench.regularizers.weight_noise import WeightNoise
 
 REGULARIZERS: dict[str, type[Regularizer]] = {
     cls.name: cls
@@ -34,6 +35,7 @@ REGULARIZERS: dict[str, type[Regularizer]] = {
         Cutout,
         MaxNorm,
         GaussianNoise,
+        WeightNoise,
     )
 }
 
