@@ -76,7 +76,7 @@ def test_the_singles_preset_trains_as_batched_populations(compose_cfg, singles, 
 
 
 def test_max_norm_finds_the_weight_layers_beside_dropout_layers():
-    """The layer lookup once picked up dropout (which has a `rows` method of its own) as a weight layer."""
+    """Dropout has a `rows` method of its own: the weight-layer lookup must not take it for a weight layer."""
     from regbench.models.mlp import MlpConfig
 
     hints = ModelHints.plain(2)
