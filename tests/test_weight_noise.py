@@ -60,6 +60,13 @@ def test_each_member_gets_its_own_std_biases_on_request_and_the_weights_back_aft
     assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), clean))  # bit for bit
 
 
+def test_its_normal_stream_draws_rng_normals_numbers():
+    seeds, stream = torch.tensor([3, 0, 3, 7]), rng.stream_id("weight_noise.weights.0")
+    drawn = rng.NormalStream(seeds, stream)
+    for step in (0, 5, 300, torch.tensor(9)):
+        assert torch.equal(drawn.normal(step, (50,)), rng.normal(seeds, step, stream, (50,)))
+
+
 def test_noise_is_new_each_step_and_the_same_for_a_member_whatever_its_population():
     model, alone = build("mlp"), build("mlp", k=1)
     r, solo = noise({"std": 0.1}, {"std": 0.1}, {"std": 0.1}), noise({"std": 0.1})

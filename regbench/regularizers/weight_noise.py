@@ -38,8 +38,8 @@ class WeightNoise(Regularizer):
         self.model, self.terms = None, []
 
     def _terms(self, model, seeds: torch.Tensor) -> list[tuple]:
-        """(weights viewed [A, n], [A, 1] std, [A] seeds, noise stream, scratch for the clean weights) per perturbed
-        parameter, made once per model; A the members with noise, usually one consecutive block (member_span)."""
+        """(weights viewed [A, n], [A, 1] std, noise stream, scratch for the clean weights) per perturbed parameter,
+        made once per model; A the members with noise, usually one consecutive block (member_span)."""
         if self.model is model:
             return self.terms
         self.model, self.terms = model, []
@@ -54,14 +54,14 @@ class WeightNoise(Regularizer):
             for i, p in enumerate(getattr(model, group)):
                 w = model.per_member(p).detach()  # a view: writing it writes the parameter
                 w = w if rows is None else w[rows]
-                stream = rng.stream_id(f"weight_noise.{group}.{i}")
-                self.terms.append((w, std.view(-1, 1).to(w.device), seeds_in, stream, torch.empty_like(w)))
+                noise = rng.NormalStream(seeds_in, rng.stream_id(f"weight_noise.{group}.{i}"))
+                self.terms.append((w, std.view(-1, 1).to(w.device), noise, torch.empty_like(w)))
         return self.terms
 
     def before_step(self, model, ctx):
-        for w, std, seeds, stream, clean in self._terms(model, ctx.seeds):
+        for w, std, noise, clean in self._terms(model, ctx.seeds):
             clean.copy_(w)
-            w.add_(rng.normal(seeds, ctx.step, stream, (w.shape[1],)).mul_(std))
+            w.add_(noise.normal(ctx.step, (w.shape[1],)).mul_(std))
 
     def after_backward(self, model, ctx):
         for w, *_, clean in self.terms:
