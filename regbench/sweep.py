@@ -137,7 +137,7 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
         for job, idx in zip(group, wanted):
             for m, i in zip(members_for(job.spec), idx):
                 members[i] = m
-        members, wanted, plain = apart(members, wanted, needs_autograd)  # batch norm's members last
+        members, wanted, plain = apart(members, wanted, needs_autograd)  # autograd's members (batch norm's) last
         size = max(1, budget_bytes // member_bytes(spec, splits))
         spans = [(s, min(s + size, hi)) for lo, hi in ((0, plain), (plain, len(members))) for s in range(lo, hi, size)]
         parts = []
