@@ -11,7 +11,7 @@ from hydra.core.plugins import Plugins
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.regbench_launcher.regbench_launcher import RegbenchLauncher
-from regbench import job
+from regbench import job, singles
 from regbench.paths import config_dir
 from regbench.results import store
 
@@ -42,6 +42,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("regbench_uid", lambda: secrets.token_hex(3), use_cache=True, replace=True)
     OmegaConf.register_new_resolver("regbench_run_id", _run_id, replace=True)
     OmegaConf.register_new_resolver("regbench_job_subdir", _job_subdir, replace=True)
+    singles.register()  # the singles preset's cells, experiment/single/*, made from the regularizers' declarations
 
 
 register_resolvers()

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -148,7 +149,9 @@ def check(args: list[str]) -> int:
         batched = check_launcher(OmegaConf.select(base, "hydra.launcher"))
         params = OmegaConf.select(base, "hydra.sweeper.params") or {}
         preset = [f"{k}={v}" for k, v in params.items()]
-        jobs = sweep_jobs(parser.parse_overrides(preset + overrides))
+        # a glob(*) sweep (experiment=singles) lists its group's options through the config loader
+        listing = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+        jobs = sweep_jobs(listing.parse_overrides(preset + overrides))
         _check_group_values(parser.parse_overrides(preset))
         if not jobs:
             empty = [o for o in preset + overrides if _is_sweep(o, parser) and not _sweep_values(o, parser)]
@@ -178,7 +181,7 @@ def sweep_jobs(parsed) -> list[list[str]]:
         elif o.is_discrete_sweep():
             try:
                 values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
-            except HydraException as e:  # glob(), which needs the config's options
+            except HydraException as e:  # e.g. glob() over a key that is not a config group
                 raise UsageError(f"{o.input_line}: {str(e).splitlines()[0]}; list the values") from None
         else:
             raise UsageError(f"{o.input_line}: an interval sweeps nothing under the basic sweeper; list the values")

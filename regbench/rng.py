@@ -200,6 +200,19 @@ def normal(seeds: torch.Tensor, step, stream: int, shape: tuple[int, ...]) -> to
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)
 
 
+class NormalStream:
+    """normal()'s draws from two Streams made once, for draws repeated every step (weight noise): the same numbers
+    as normal(seeds, step, stream, shape), without hashing the seeds and making the counters again each step."""
+
+    def __init__(self, seeds: torch.Tensor, stream: int):
+        self.u1, self.u2 = Stream(seeds, stream), Stream(seeds, stream ^ 0x5BD1E995)
+
+    def normal(self, step, shape: tuple[int, ...]) -> torch.Tensor:
+        u1 = self.u1.uniform(step, shape).clamp_min(1.0 / (1 << 24))
+        u2 = self.u2.uniform(step, shape)
+        return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)
+
+
 def _substream(stream: int, i: int) -> int:
     return (stream + 0x9E3779B9 * (i + 1)) & _MASK32
 

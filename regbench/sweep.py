@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from omegaconf import DictConfig
 
-from regbench import data, models, progress
+from regbench import data, models, progress, regularizers
 from regbench.config import MEMBER_KEYS, NOT_NUMBERS, Spec
 from regbench.experiment import make_record, resolve_device, set_deterministic
 from regbench.models.base import ModelHints
@@ -98,16 +98,17 @@ def merge(parts: list[PopulationResult]) -> PopulationResult:
     )
 
 
-def uses_batch_norm(m: Member) -> bool:
-    return "batch_norm" in m.regularizers
+def needs_autograd(m: Member) -> bool:
+    """Whether one of the member's regularizers puts its whole population on autograd's step (batch norm)."""
+    return any(regularizers.get(name).needs_autograd() for name in m.regularizers)
 
 
 def apart(members: list[Member], wanted: list[list[int]], odd) -> tuple[list[Member], list[list[int]], int]:
     """Members reordered so those with odd(m) come last (and so train in populations of their own when the pool is
     split), the jobs' member indices remapped, and how many members come before the odd ones.
 
-    Batch norm is such a member: in any member it gives the whole population per-member batch-norm layers and
-    autograd's step instead of the MLP's hand-written one, for every member."""
+    A member that needs autograd (needs_autograd: batch norm) is such a member: in any member it puts the whole
+    population on autograd's step instead of the MLP's hand-written one."""
     flags = [bool(odd(m)) for m in members]
     order = sorted(range(len(members)), key=flags.__getitem__)
     new = {old: pos for pos, old in enumerate(order)}
@@ -136,7 +137,7 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
         for job, idx in zip(group, wanted):
             for m, i in zip(members_for(job.spec), idx):
                 members[i] = m
-        members, wanted, plain = apart(members, wanted, uses_batch_norm)  # batch norm's members last
+        members, wanted, plain = apart(members, wanted, needs_autograd)  # autograd's members (batch norm's) last
         size = max(1, budget_bytes // member_bytes(spec, splits))
         spans = [(s, min(s + size, hi)) for lo, hi in ((0, plain), (plain, len(members))) for s in range(lo, hi, size)]
         parts = []
@@ -159,7 +160,7 @@ __all__ = [
     "member_bytes",
     "member_key",
     "merge",
+    "needs_autograd",
     "set_threads",
     "train_jobs",
-    "uses_batch_norm",
 ]

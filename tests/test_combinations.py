@@ -7,19 +7,18 @@ a time), so these build the populations the batched launcher would and train the
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
 from regbench import models, regularizers, sweep
 from regbench.config import validate_config
 from regbench.models.base import ModelHints
 from regbench.models.layers import MemberDropout
 from regbench.paths import config_dir
+from regbench.singles import register as register_singles
 
 TINY = ["dataset.num_samples=300", "trainer.steps=2", "trainer.seeds=1", "trainer.progress=off"]
 MODELS = {"mlp": [], "cnn": ["model.channels=4"]}
@@ -57,13 +56,14 @@ def test_every_pair_of_regularizers_trains_in_one_population(compose_cfg, model)
 
 @pytest.fixture(scope="module")
 def singles():
-    """The singles preset's jobs, composed once for both models."""
+    """The singles preset's jobs, composed once for both models: every option Hydra lists in experiment/single."""
     GlobalHydra.instance().clear()
-    preset = OmegaConf.load(Path(config_dir()) / "experiment" / "singles.yaml")
-    cells = preset.hydra.sweeper.params["+experiment/single"].split(",")
+    register_singles()
     with initialize_config_dir(config_dir(), version_base="1.3"):
+        cells = GlobalHydra.instance().config_loader().get_group_options("experiment/single")
         jobs = [compose("config", overrides=["experiment=singles", f"+experiment/single={c}", *TINY]) for c in cells]
     GlobalHydra.instance().clear()
+    assert sorted(cells) == sorted(regularizers.singles_cells())
     return jobs
 
 
@@ -76,7 +76,7 @@ def test_the_singles_preset_trains_as_batched_populations(compose_cfg, singles, 
 
 
 def test_max_norm_finds_the_weight_layers_beside_dropout_layers():
-    """The layer lookup once picked up dropout (which has a `rows` method of its own) as a weight layer."""
+    """Dropout has a `rows` method of its own: the weight-layer lookup must not take it for a weight layer."""
     from regbench.models.mlp import MlpConfig
 
     hints = ModelHints.plain(2)

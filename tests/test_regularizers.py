@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import scipy.stats
@@ -448,3 +451,111 @@ def test_only_a_penalty_through_autograd_keeps_the_engine_from_updating_layer_by
 
     assert regularizers.get("dropout").layerwise() and not regularizers.get("dropout").has_penalty()
     assert not Auto.layerwise() and Auto.has_penalty()
+
+
+# --- the step's hooks and the declarations the engine and the sweep follow ----------------------------------------
+
+
+class Recorder(Regularizer):
+    """Records the step hooks' order; the tests register it as `recorder`."""
+
+    name = "recorder"
+    calls: ClassVar[list[str]] = []
+
+    @dataclass
+    class Config:
+        pass
+
+    def transform(self, batch, ctx):
+        self.calls.append("transform")
+        return batch
+
+    def before_step(self, model, ctx):
+        self.calls.append("before_step")
+
+    def after_backward(self, model, ctx):
+        self.calls.append("after_backward")
+
+    def penalty(self, model):
+        self.calls.append("penalty")
+        return None
+
+    def post_step(self, model, lr):
+        self.calls.append("post_step")
+
+
+def _train_with(compose_cfg, monkeypatch, cls, *overrides, steps=3):
+    from regbench import data
+    from regbench.config import validate_config
+    from regbench.train.engine import train_population
+    from regbench.train.population import Member
+
+    from .conftest import TINY
+
+    monkeypatch.setitem(regularizers.REGULARIZERS, cls.name, cls)
+    spec = validate_config(compose_cfg(*TINY, "regularizers=[]", f"trainer.steps={steps}", *overrides))
+    members = [Member("baseline", 0), Member(cls.name, 1, {cls.name: cls.Config()})]
+    return train_population(data.load(spec.dataset), spec.model, spec.trainer, members, "cpu")
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_step_hooks_run_in_their_documented_order(compose_cfg, monkeypatch, model):
+    Recorder.calls = []
+    _train_with(compose_cfg, monkeypatch, Recorder, f"model={model}")
+    step = ["transform", "before_step", "after_backward", "penalty", "post_step"]
+    assert Recorder.calls == step * 3
+
+
+def test_after_backward_turns_layer_by_layer_updates_off(compose_cfg, monkeypatch):
+    """The hand-written MLP step updates each layer inside its backward pass, before after_backward could run: a
+    regularizer with the hook must see the engine step the whole model after it."""
+    from regbench.train import optim
+
+    class Restores(Regularizer):
+        name = "restores"
+        Config = Recorder.Config
+
+        def after_backward(self, model, ctx):
+            return None
+
+    assert regularizers.get("l2").layerwise() and not Restores.layerwise()
+    calls = []
+    real = optim.Optimizer.step_group
+    monkeypatch.setattr(optim.Optimizer, "step_group", lambda self, i: calls.append(i) or real(self, i))
+    _train_with(compose_cfg, monkeypatch, Restores)
+    assert not calls
+
+
+def test_needs_autograd_puts_the_population_on_autograds_step_and_its_members_last(compose_cfg, monkeypatch):
+    from regbench import sweep
+    from regbench.models.mlp import MLP
+    from regbench.train.population import Member
+
+    assert regularizers.get("batch_norm").needs_autograd()
+    assert not any(cls.needs_autograd() for name, cls in regularizers.REGULARIZERS.items() if name != "batch_norm")
+
+    class Auto(Regularizer):
+        name = "auto"
+        Config = Recorder.Config
+
+        @classmethod
+        def needs_autograd(cls):
+            return True
+
+    def by_hand(*args, **kwargs):
+        raise AssertionError("the hand-written step ran")
+
+    monkeypatch.setattr(MLP, "train_step", by_hand)
+    _train_with(compose_cfg, monkeypatch, Auto)  # the MLP's own step would raise
+    members = [Member("auto", 0, {"auto": Auto.Config()}), Member("baseline", 0), Member("l2", 0, {"l2": None})]
+    ordered, wanted, plain = sweep.apart(members, [[0, 1], [1, 2]], sweep.needs_autograd)
+    assert [m.arm for m in ordered] == ["baseline", "l2", "auto"] and plain == 2 and wanted == [[2, 0], [0, 1]]
+
+
+def test_singles_cells_come_from_each_regularizers_declared_levels():
+    cells = regularizers.singles_cells()
+    assert cells["l2_weak"] == ("l2", {"strength": 1e-5}) and cells["batch_norm"] == ("batch_norm", {})
+    for name, cls in regularizers.REGULARIZERS.items():
+        for level, values in cls.singles.items():
+            assert cells[f"{name}_{level}" if level else name] == (name, values)
+            cls.Config(**values)  # every declared value is a field of the regularizer's config

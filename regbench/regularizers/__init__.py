@@ -1,4 +1,6 @@
-"""Regularizer registry: name -> class. Adding one is a module here, a YAML in configs/regularizers/, one line."""
+"""Regularizer registry: name -> class. Adding one is a module here, a YAML in configs/regularizers/ and its entry
+below (import and class); its `singles` preset cells, `regbench list` and the tests that cover every regularizer
+follow from the registry."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from regbench.regularizers.label_smoothing import LabelSmoothing
 from regbench.regularizers.max_norm import MaxNorm
 from regbench.regularizers.mixup import Mixup
 from regbench.regularizers.weight_decay import WeightDecay
+from regbench.regularizers.weight_noise import WeightNoise
 
 REGULARIZERS: dict[str, type[Regularizer]] = {
     cls.name: cls
@@ -34,6 +37,7 @@ REGULARIZERS: dict[str, type[Regularizer]] = {
         Cutout,
         MaxNorm,
         GaussianNoise,
+        WeightNoise,
     )
 }
 
@@ -44,4 +48,14 @@ def get(name: str) -> type[Regularizer]:
     return REGULARIZERS[name]
 
 
-__all__ = ["REGULARIZERS", "Batch", "Regularizer", "get"]
+def singles_cells() -> dict[str, tuple[str, dict]]:
+    """The `singles` preset's cells, from each regularizer's declared `singles`: cell name (`l2_weak`, or the
+    regularizer's name for a level "") -> (regularizer, the config values it sets)."""
+    return {
+        f"{name}_{level}" if level else name: (name, dict(values))
+        for name, cls in REGULARIZERS.items()
+        for level, values in cls.singles.items()
+    }
+
+
+__all__ = ["REGULARIZERS", "Batch", "Regularizer", "get", "singles_cells"]

@@ -57,6 +57,7 @@ class Augment(Regularizer):
     name = "augment"
     Config = AugmentConfig
     summary = "kind-aware augmentation: sequences shift/scale/jitter, images crop+flip, tables noise"
+    singles = {"weak": {"strength": 0.25}, "mid": {"strength": 0.5}, "strong": {"strength": 1.0}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -7,6 +7,13 @@ different strengths, and baseline members with the regularizer off, train side b
 Hooks, in the order the engine calls them:
   hints(h)                 before the model is built: set architecture switches (dropout p, batch norm)
   transform(batch, ctx)    each training step, before the forward pass: augment inputs or soften targets
+  before_step(model, ctx)  each training step, after the transforms, before the forward pass: may change the
+                           weights the step runs at (weight noise)
+  after_backward(model, ctx)
+                           each training step, once the loss's gradients exist, before the penalties' gradients
+                           and the optimizer step: e.g. put back the weights before_step changed. A regularizer
+                           with this hook turns off layer-by-layer updates (layerwise()), which would step each
+                           layer before it runs
   penalty(model) -> [K]    the penalty each member adds to its loss
   penalty_grad(model, params=None)
                            each training step, after the loss's backward pass: add the penalty's gradient to the
@@ -24,6 +31,13 @@ Hooks, in the order the engine calls them:
                            whatever the regularizer keeps between steps (e.g. best weights so far), as tensors
                            and plain containers: saved in checkpoints so a resumed run continues exactly
 
+Declarations, read before anything is built:
+  kinds                    the data kinds it takes (checked before launch)
+  needs_autograd()         whether its members need autograd's step instead of a model's hand-written one (batch
+                           norm); the engine and the sweep's grouping (sweep.apart) both follow it
+  singles                  its cells in the `singles` preset, e.g. {"weak": {...}, "mid": {...}, "strong": {...}}
+                           (regularizers.singles_cells())
+
 Combining regularizers: every hook composes. Penalties add up, transforms chain in the composed order, post-steps
 apply one after the other. Two penalties on the same weights under different names (l1 + elastic_net, l2 +
 elastic_net, l2 + weight_decay) are therefore additive, not refused: the result is well defined, and a sweep over
@@ -38,7 +52,7 @@ from typing import Any, ClassVar
 import torch
 
 from regbench.models.base import MemberModel, ModelHints
-from regbench.models.layers import Context, member_span
+from regbench.models.layers import Context
 
 
 @dataclass
@@ -59,6 +73,8 @@ class Regularizer:
     Config: ClassVar[type]
     summary: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ("sequence", "image", "table")  # data kinds it takes: checked before launch
+    # the `singles` preset's cells: level -> config values; one level "" is one cell named after the regularizer
+    singles: ClassVar[dict[str, dict[str, Any]]] = {"": {}}
 
     def __init__(self, configs: list[Any | None], device: torch.device | str = "cpu"):
         self.configs = configs
@@ -78,6 +94,12 @@ class Regularizer:
     def transform(self, batch: Batch, ctx: Context) -> Batch:
         return batch
 
+    def before_step(self, model: MemberModel, ctx: Context) -> None:
+        return None
+
+    def after_backward(self, model: MemberModel, ctx: Context) -> None:
+        return None
+
     def penalty(self, model: MemberModel) -> torch.Tensor | None:
         return None
 
@@ -95,9 +117,17 @@ class Regularizer:
 
     @classmethod
     def layerwise(cls) -> bool:
-        """Whether penalty_grad can add some parameters' gradients alone: there is no penalty, or its gradient is
-        written in closed form (an override of penalty_grad, which honours `params`). The autograd default cannot."""
-        return cls.penalty is Regularizer.penalty or cls.penalty_grad is not Regularizer.penalty_grad
+        """Whether the engine may update each layer as soon as its gradients are complete: there is no
+        after_backward (it runs after the whole backward pass, so before any update), and penalty_grad can add some
+        parameters' gradients alone (no penalty, or its gradient in closed form: an override of penalty_grad, which
+        honours `params`; the autograd default cannot)."""
+        closed_form = cls.penalty is Regularizer.penalty or cls.penalty_grad is not Regularizer.penalty_grad
+        return closed_form and cls.after_backward is Regularizer.after_backward
+
+    @classmethod
+    def needs_autograd(cls) -> bool:
+        """Whether a population holding it must train through autograd rather than a model's hand-written step."""
+        return False
 
     def post_step(self, model: MemberModel, lr: float) -> None:
         return None
@@ -116,109 +146,6 @@ class Regularizer:
 
     def load_state_dict(self, state: dict) -> None:
         return None
-
-
-class WeightScope:
-    """Which parameters a weight penalty or decay acts on, per member: weights for every member using it; biases
-    and batch-norm parameters only for the members whose own config asks (`biases`, `norms`).
-
-    The flags are per member because a batched sweep puts `biases=true` and `biases=false` jobs in one population.
-    A group no member asks for is left out entirely (no work, no gradient), decided once at construction.
-    """
-
-    def __init__(self, reg: Regularizer):
-        self.masks: dict[str, torch.Tensor | None] = {"weights": None}
-        for group in ("biases", "norms"):
-            mask = reg.values(group)
-            if bool(mask.any()):
-                self.masks[group] = mask
-
-    def terms(self, model: MemberModel):
-        """(parameter viewed [K, -1], [K] 0/1 mask or None for all members) for each parameter in scope."""
-        for group, mask in self.masks.items():
-            for p in getattr(model, group):
-                yield model.per_member(p), mask
-
-    def total(self, model: MemberModel, per_param) -> torch.Tensor | None:
-        """sum over in-scope parameters of per_param(view) -> [K], each member counting only its own scope."""
-        parts = [per_param(v) if m is None else m * per_param(v) for v, m in self.terms(model)]
-        return sum(parts) if parts else None
-
-    def gradient(self, coeff: torch.Tensor) -> GradientTerm:
-        """A term adding coeff[k] * derivative(w) to every in-scope parameter's gradient (see GradientTerm)."""
-        return GradientTerm(self, coeff)
-
-
-class GradientTerm:
-    """grad += coeff[k] * derivative(w) (add), or w *= 1 - lr * coeff[k] (shrink), each member within its own scope,
-    touching only members with coeff != 0.
-
-    A sweep population holds many members without the penalty (baselines, other regularizers); they are usually
-    one consecutive block, so the work is sliced to it. Which members, and the slices, are settled once here.
-    """
-
-    def __init__(self, scope: WeightScope, coeff: torch.Tensor):
-        self.parts = []  # (group, [A, 1] coefficients, member slice or None for all)
-        self.model, self.terms = None, []  # the model the views below were made for, and the views (see add)
-        self.factors: tuple[float, list[torch.Tensor]] | None = None  # shrink's (lr, per-view factors)
-        self.subsets: dict[tuple[int, ...], list[tuple]] = {}  # add's terms for a given list of parameters
-        for group, mask in scope.masks.items():
-            c = coeff if mask is None else coeff * mask
-            on = c != 0
-            if not bool(on.any()):
-                continue
-            rows = member_span(on)
-            self.parts.append((group, (c if rows is None else c[rows]).view(-1, 1), rows))
-
-    def add(self, model: MemberModel, derivative=None, params: list[torch.Tensor] | None = None) -> None:
-        """derivative(w, out=...) an element-wise torch function (e.g. torch.sign), or None for w itself; to the
-        gradients of `params` only when given. The views it works on are made once per model (parameters and
-        gradients keep their memory: optim.FlatParams), and the derivative's values go into scratch reused every
-        step: a fresh tensor of some hundred kilobytes costs page faults, which made torch.sign take 118 us
-        instead of 10."""
-        terms = self._terms(model, with_scratch=derivative is not None)
-        if params is not None:
-            key = tuple(map(id, params))
-            if key not in self.subsets:
-                self.subsets[key] = [t for t in terms if any(t[0] is p for p in params)]
-            terms = self.subsets[key]
-        for _, g, w, c, out in terms:
-            g.addcmul_(w if out is None else derivative(w, out=out), c)
-
-    def shrink(self, model: MemberModel, lr: float) -> None:
-        """w *= 1 - lr * coeff[k] (decoupled decay), on the same members and slices as the gradient; the factors
-        are computed once per learning rate, not every step. Members outside the slices would be multiplied by 1."""
-        terms = self._terms(model, with_scratch=False)
-        if self.factors is None or self.factors[0] != lr:
-            self.factors = (lr, [1 - lr * c for _, _, _, c, _ in terms])
-        for (_, _, w, _, _), f in zip(terms, self.factors[1]):
-            w.mul_(f)
-
-    def _terms(self, model: MemberModel, with_scratch: bool) -> list[tuple]:
-        if self.model is not model:
-            self.terms, self.model, self.factors = self._views(model, with_scratch), model, None
-            self.subsets = {}
-        return self.terms
-
-    @staticmethod
-    def _grad(p: torch.Tensor) -> torch.Tensor:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        return p.grad
-
-    def _views(self, model: MemberModel, with_scratch: bool) -> list[tuple]:
-        """(parameter, gradient, weights, [A, 1] coefficients, scratch or None) per parameter in scope; the last
-        four [A, n] views."""
-        terms = []
-        for group, c, rows in self.parts:
-            for p in getattr(model, group):
-                # views, so an in-place add reaches .grad and a shrink the weights; detached, so neither needs
-                # torch.no_grad() around it (its context manager cost more than the kernels of a small layer)
-                g, w = self._grad(p).view(model.k, -1), model.per_member(p).detach()
-                if rows is not None:
-                    g, w = g[rows], w[rows]
-                terms.append((p, g, w, c, torch.empty_like(w) if with_scratch else None))
-        return terms
 
 
 def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

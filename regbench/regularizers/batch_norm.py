@@ -20,6 +20,11 @@ class BatchNorm(Regularizer):
     name = "batch_norm"
     Config = BatchNormConfig
     summary = "batch norm after each hidden layer (running statistics at evaluation)"
+    singles = {"": {}}  # no strength: one cell
+
+    @classmethod
+    def needs_autograd(cls):
+        return True  # the hand-written MLP step has no batch norm; in any member it is in the whole population's model
 
     def hints(self, hints):
         hints.batch_norm = self.active.to(hints.batch_norm.device)

@@ -34,6 +34,7 @@ class Cutout(Regularizer):
     name = "cutout"
     Config = CutoutConfig
     summary = "mask a random square (images) or window (sequences) of each training input"
+    singles = {"weak": {"size": 0.1}, "mid": {"size": 0.25}, "strong": {"size": 0.4}}
     kinds = ("sequence", "image")
 
     def __init__(self, configs, device="cpu"):

@@ -19,6 +19,7 @@ class Dropout(Regularizer):
     name = "dropout"
     Config = DropoutConfig
     summary = "dropout on hidden units (and optionally inputs)"
+    singles = {"weak": {"p": 0.1}, "mid": {"p": 0.3}, "strong": {"p": 0.5}}
 
     def hints(self, hints):
         hints.dropout = self.values("p").to(hints.dropout.device)

@@ -122,6 +122,7 @@ class EarlyStopping(Regularizer):
     name = "early_stopping"
     Config = EarlyStoppingConfig
     summary = "stop each member by patience or Prechelt's GL/PQ/UP; restore its best weights"
+    singles = {"weak": {"patience": 20}, "mid": {"patience": 10}, "strong": {"patience": 5}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

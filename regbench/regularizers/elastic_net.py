@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from regbench.regularizers.base import Regularizer, WeightScope
+from regbench.regularizers.base import Regularizer
+from regbench.regularizers.weights import WeightScope
 from regbench.schema import param
 
 
@@ -26,6 +27,7 @@ class ElasticNet(Regularizer):
     name = "elastic_net"
     Config = ElasticNetConfig
     summary = "L1 + L2 penalty: strength * (r * sum|w| + (1-r) * sum w^2)"
+    singles = {"weak": {"strength": 1e-5}, "mid": {"strength": 1e-4}, "strong": {"strength": 1e-3}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

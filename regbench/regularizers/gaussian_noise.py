@@ -24,6 +24,7 @@ class GaussianNoise(Regularizer):
     name = "gaussian_noise"
     Config = GaussianNoiseConfig
     summary = "add N(0, std^2) noise to training inputs"
+    singles = {"weak": {"std": 0.05}, "mid": {"std": 0.1}, "strong": {"std": 0.2}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from regbench.regularizers.base import Regularizer, WeightScope
+from regbench.regularizers.base import Regularizer
+from regbench.regularizers.weights import WeightScope
 from regbench.schema import param
 
 
@@ -24,6 +25,7 @@ class L1(Regularizer):
     name = "l1"
     Config = L1Config
     summary = "L1 weight penalty: strength * sum|w|"
+    singles = {"weak": {"strength": 1e-5}, "mid": {"strength": 1e-4}, "strong": {"strength": 1e-3}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from regbench.regularizers.base import Regularizer, WeightScope
+from regbench.regularizers.base import Regularizer
+from regbench.regularizers.weights import WeightScope
 from regbench.schema import param
 
 
@@ -24,6 +25,7 @@ class L2(Regularizer):
     name = "l2"
     Config = L2Config
     summary = "L2 weight penalty: strength * sum w^2"
+    singles = {"weak": {"strength": 1e-5}, "mid": {"strength": 1e-4}, "strong": {"strength": 1e-3}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -22,6 +22,7 @@ class LabelSmoothing(Regularizer):
     name = "label_smoothing"
     Config = LabelSmoothingConfig
     summary = "soft targets: (1-eps) * one-hot + eps / classes"
+    singles = {"weak": {"epsilon": 0.05}, "mid": {"epsilon": 0.1}, "strong": {"epsilon": 0.2}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -24,6 +24,7 @@ class MaxNorm(Regularizer):
     name = "max_norm"
     Config = MaxNormConfig
     summary = "project each unit's incoming weights onto the ball of radius c"
+    singles = {"weak": {"c": 4.0}, "mid": {"c": 2.0}, "strong": {"c": 1.0}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

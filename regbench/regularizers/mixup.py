@@ -36,6 +36,7 @@ class Mixup(Regularizer):
     name = "mixup"
     Config = MixupConfig
     summary = "train on pairs mixed with Beta(alpha, alpha) weights"
+    singles = {"weak": {"alpha": 0.1}, "mid": {"alpha": 0.2}, "strong": {"alpha": 0.4}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

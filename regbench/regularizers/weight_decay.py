@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from regbench.regularizers.base import Regularizer, WeightScope
+from regbench.regularizers.base import Regularizer
+from regbench.regularizers.weights import WeightScope
 from regbench.schema import param
 
 
@@ -25,6 +26,7 @@ class WeightDecay(Regularizer):
     name = "weight_decay"
     Config = WeightDecayConfig
     summary = "decoupled (AdamW-style) weight decay after each step"
+    singles = {"weak": {"strength": 1e-3}, "mid": {"strength": 1e-2}, "strong": {"strength": 1e-1}}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -311,7 +311,9 @@ class Training:
             return partial(autograd_step, model, autocast, penalties=penalties), optim.plain(model, trainer)
 
         self.penalised = penalised  # their gradients added in closed form after the backward pass
-        by_hand = model.fast_step(self.flushed) if not trainer.compile and trainer.precision == "fp32" else None
+        # the hand-written step, where the model has one and no member needs autograd (batch norm, for one)
+        hand_ok = not trainer.compile and trainer.precision == "fp32" and not any(r.needs_autograd() for r in regs)
+        by_hand = model.fast_step(self.flushed) if hand_ok else None
         # Adam and SGD are element-wise: one optimizer over [K, ...] tensors updates each member as its own would.
         # A hand-written step on the CPU updates each layer as soon as its gradients are complete (while they are
         # in the cache), when every penalty can add one layer's gradients alone; on a GPU the step is one graph.
@@ -388,15 +390,18 @@ class Training:
         saved = self.freezer.snapshot()
         for r in regs:
             batch = r.transform(batch, ctx)
-        # ---- regularizer hooks before the forward pass go here ----
+        for r in regs:  # before the forward pass: e.g. weight noise perturbs the weights
+            r.before_step(model, ctx)
         if self.layerwise and opt.stepwise:  # from the second step: the first makes the optimizer's state
+            # no after_backward to call: a regularizer with one turns layerwise off (Regularizer.layerwise)
             opt.count_step()
             self.finite.logical_and_(self.forward_backward(batch.x, batch.y, ctx, self.update_layer))
         else:
             self.finite.logical_and_(self.forward_backward(batch.x, batch.y, ctx))
+            for r in regs:  # after the backward pass: e.g. weight noise restores the clean weights
+                r.after_backward(model, ctx)
             for r in self.penalised:
                 r.penalty_grad(model)
-            # ---- regularizer hooks after the backward pass, before the optimizer step, go here ----
             opt.step()
         if self.clear_grads:
             opt.zero_grad()
