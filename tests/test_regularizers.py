@@ -543,9 +543,9 @@ def test_needs_autograd_puts_the_population_on_autograds_step_and_its_members_la
             return True
 
     def by_hand(*args, **kwargs):
-        raise AssertionError("the hand-written step ran")
+        raise AssertionError("the hand-written step was asked for")
 
-    monkeypatch.setattr(MLP, "train_step", by_hand)
+    monkeypatch.setattr(MLP, "fast_step", by_hand)
     _train_with(compose_cfg, monkeypatch, Auto)  # the MLP's own step would raise
     members = [Member("auto", 0, {"auto": Auto.Config()}), Member("baseline", 0), Member("l2", 0, {"l2": None})]
     ordered, wanted, plain = sweep.apart(members, [[0, 1], [1, 2]], sweep.needs_autograd)
