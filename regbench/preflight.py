@@ -163,7 +163,10 @@ def check(args: list[str]) -> int:
                     f"trainer.checkpoint_every={spec.trainer.checkpoint_every}: not supported by the batched sweep "
                     "launcher; use hydra/launcher=basic (or joblib/submitit) for per-job checkpoints"
                 )
-            preflight(spec)
+            try:
+                preflight(spec)
+            except UsageError as e:
+                raise _with_cell_hint(e, job) from None
         first = _compose(list(jobs[0]), with_hydra=True)
         _check_writable(first, "hydra.sweep.dir")
         _check_writable(first, "hydra.sweep.dir", "hydra.sweep.subdir")  # where the jobs' folders go
@@ -186,6 +189,16 @@ def sweep_jobs(parsed) -> list[list[str]]:
         else:
             raise UsageError(f"{o.input_line}: an interval sweeps nothing under the basic sweeper; list the values")
     return [list(job) for job in itertools.product(*values.values())]
+
+
+def _with_cell_hint(error: UsageError, job: list[str]) -> UsageError:
+    """A `singles` cell whose regularizer does not take the data (cutout on a table): say how to leave its cells out."""
+    cell = next((o.split("=", 1)[1] for o in job if o.lstrip("+").startswith("experiment/single=")), None)
+    name = str(error).split(":")[0].removeprefix("regularizers.")
+    if cell is None or not str(error).startswith("regularizers.") or not cell.startswith(name):
+        return error
+    hint = f"'+experiment/single=glob(*,exclude={name}*)'"
+    return UsageError(f"{error}; leave its cells out of the sweep with {hint}")
 
 
 # Counts among the launchers' settings (hydra.launcher.<key>, where the chosen launcher has the key): the least

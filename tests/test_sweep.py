@@ -140,6 +140,15 @@ def test_presets_expand_and_every_job_is_validated(preset, jobs):
     assert preflight.check(["-m", f"experiment={preset}"]) == jobs
 
 
+def test_singles_on_table_data_names_the_cells_to_leave_out_and_the_exclusion_works():
+    """cutout needs a spatial axis: on a table its cells are refused with the override that leaves them out."""
+    with pytest.raises(UsageError, match=r"^regularizers.cutout: .*exclude=cutout\*\)'$"):
+        preflight.check(["-m", "experiment=singles", "dataset=moons"])
+    cutout = len(regularizers.get("cutout").singles)
+    kept = preflight.check(["-m", "experiment=singles", "dataset=moons", "+experiment/single=glob(*,exclude=cutout*)"])
+    assert kept == len(regularizers.singles_cells()) - cutout
+
+
 def test_the_singles_preset_covers_every_regularizer():
     cells = regularizers.singles_cells()
     for name, cls in regularizers.REGULARIZERS.items():
