@@ -16,7 +16,7 @@ from regbench.train import checkpoint, optim
 from regbench.train.engine import train_population
 from regbench.train.population import members_for
 
-from .conftest import TINY
+from .conftest import TINY, Interrupt, StopAt
 
 STEPS = ["trainer.steps=36", "trainer.epochs=100"]  # 9 epochs of 4 steps, an evaluation after each
 
@@ -96,31 +96,14 @@ def test_the_private_ops_are_all_there_in_the_torch_tested_on(probe_again):
     assert torch_private.missing() == [] and torch_private.usable()
 
 
-class _StopAt:
-    """A progress display that raises at one epoch, as a killed run would stop."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def start(self, epochs, members):
-        pass
-
-    def update(self, epoch, best):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-    def close(self):
-        pass
-
-
 def test_a_plain_run_resumes_from_its_checkpoint_exactly(compose_cfg, tmp_path):
     """torch.optim's own state (per-parameter Adam moments) goes into the checkpoint and comes back."""
     spec = validate_config(compose_cfg(*TINY, "trainer.epochs=4", "regularizers=[l2,dropout]", "trainer.fast=false"))
     splits, members = data.load(spec.dataset), members_for(spec)
     whole = train_population(splits, spec.model, spec.trainer, members, "cpu")
     ck = checkpoint.Checkpointing(tmp_path / "checkpoint.pt", every=1, key="run")
-    with pytest.raises(KeyboardInterrupt):
-        train_population(splits, spec.model, spec.trainer, members, "cpu", _StopAt(3), ck)
+    with pytest.raises(Interrupt):
+        train_population(splits, spec.model, spec.trainer, members, "cpu", StopAt(3), ck)
     saved = torch.load(ck.path, weights_only=True)
     assert saved["epoch"] == 2 and len(saved["optimizer"]["state"]) > 1  # a state per parameter: torch's Adam
     resumed = train_population(splits, spec.model, spec.trainer, members, "cpu", None, ck)

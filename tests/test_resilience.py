@@ -23,7 +23,7 @@ from regbench.train import checkpoint
 from regbench.train.engine import train_population
 from regbench.train.population import members_for
 
-from .conftest import TINY
+from .conftest import TINY, Interrupt, StopAt
 
 # An L2 strength whose gradient, under plain SGD, multiplies the weights by ~-1e36 a step: they overflow within two
 # steps. (Under Adam the gradient is normalised and the member would train on, finite.)
@@ -61,27 +61,6 @@ def test_divergence_shows_in_the_record_and_the_table(compose_cfg):
     render(summarize(members_frame(record)), console=console)
     text = console.export_text()
     assert "diverged (left out)" in text and "2 of 2" in text
-
-
-class Interrupt(Exception):
-    pass
-
-
-class StopAt:
-    """A progress display that raises at one epoch: the run dies the way a killed one would, mid-training."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def start(self, epochs, members):
-        pass
-
-    def update(self, epoch, best):
-        if epoch == self.epoch:
-            raise Interrupt
-
-    def close(self):
-        pass
 
 
 @pytest.mark.parametrize(
