@@ -149,6 +149,16 @@ def test_singles_on_table_data_names_the_cells_to_leave_out_and_the_exclusion_wo
     assert kept == len(regularizers.singles_cells()) - cutout
 
 
+def test_the_singles_refusal_on_table_data_is_one_line_and_exit_code_2(tmp_path):
+    r = run_cli("run", "-m", "experiment=singles", "dataset=moons", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "regbench: error: regularizers.cutout: needs sequence or image data, got table data; leave its cells out of "
+        "the sweep with '+experiment/single=glob(*,exclude=cutout*)'"
+    ]
+    assert not (tmp_path / "results").exists()
+
+
 def test_the_singles_preset_covers_every_regularizer():
     cells = regularizers.singles_cells()
     for name, cls in regularizers.REGULARIZERS.items():
