@@ -40,8 +40,17 @@ def set_deterministic(on: bool) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def check_kind(spec: Spec, kind: str) -> None:
-    """The model and every regularizer take data of this kind (a CNN or cutout needs a spatial axis: no tables)."""
+PLACES = {
+    "dropout": "no layers that drop (nn.Dropout)",
+    "input_dropout": "no input dropout",
+    "batch_norm": "no normalization layers it can switch (nn.BatchNorm*)",
+    "residual": "no residual blocks",
+}
+
+
+def check_kind(spec: Spec, kind: str, input_shape: tuple[int, ...] = (), n_classes: int = 0) -> None:
+    """The model and every regularizer take data of this kind (a CNN or cutout needs a spatial axis: no tables),
+    and the model has the places each regularizer acts on (stochastic depth needs residual blocks)."""
     model = models.get(spec.model.name).cls
     if kind not in model.kinds:
         fits = "|".join(name for name, e in models.MODELS.items() if kind in e.cls.kinds)
@@ -52,6 +61,18 @@ def check_kind(spec: Spec, kind: str) -> None:
         reg = regularizers.get(name)
         if kind not in reg.kinds:
             raise UsageError(f"regularizers.{name}: needs {' or '.join(reg.kinds)} data, got {kind} data")
+    offers = None
+    for name, cfg in spec.regularizers.items():
+        needs = regularizers.get(name).needs(cfg)
+        if needs:
+            offers = offers if offers is not None else model.offers(spec.model, tuple(input_shape), kind, n_classes)
+            missing = sorted(needs - offers)
+            if missing:
+                fits = "|".join(n for n, e in models.MODELS.items() if needs <= e.cls.offers(None, (), kind, 0))
+                raise UsageError(
+                    f"regularizers.{name}: model={spec.model.name} has {PLACES.get(missing[0], missing[0])} for it "
+                    f"to act on" + (f"; models that have: {fits}" if fits else "")
+                )
 
 
 def preflight(spec: Spec) -> None:
@@ -64,7 +85,7 @@ def preflight(spec: Spec) -> None:
     resolve_device(spec.trainer.device)
     splits = data.load(spec.dataset)
     n_train = splits.sizes()["train"]
-    check_kind(spec, splits.kind)
+    check_kind(spec, splits.kind, splits.input_shape, splits.n_classes)
     if spec.trainer.batch_size > n_train:
         raise UsageError(f"trainer.batch_size={spec.trainer.batch_size}: larger than the training split ({n_train})")
 

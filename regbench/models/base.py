@@ -17,10 +17,11 @@ class ModelHints:
     dropout: torch.Tensor  # hidden-layer dropout probability per member
     input_dropout: torch.Tensor  # dropout probability on the input per member
     batch_norm: torch.Tensor  # bool: batch norm after each hidden layer, per member
+    stochastic_depth: torch.Tensor  # drop probability of the last residual block per member (models with blocks)
 
     @classmethod
     def plain(cls, k: int) -> ModelHints:
-        return cls(torch.zeros(k), torch.zeros(k), torch.zeros(k, dtype=torch.bool))
+        return cls(torch.zeros(k), torch.zeros(k), torch.zeros(k, dtype=torch.bool), torch.zeros(k))
 
 
 class MemberModel(nn.Module):
@@ -28,6 +29,14 @@ class MemberModel(nn.Module):
 
     k: int
     kinds: tuple[str, ...] = ("sequence", "image", "table")  # data kinds it takes: checked before any job starts
+
+    @classmethod
+    def offers(cls, cfg, input_shape: tuple[int, ...], kind: str, n_classes: int) -> frozenset[str]:
+        """The places in this architecture a regularizer can act on (Regularizer.needs): "dropout" (layers that
+        drop), "input_dropout", "batch_norm" (normalization layers it switches on), "residual" (residual blocks,
+        for stochastic depth). Asked before any job starts; a model built from the user's module looks inside it.
+        cfg None: what some configuration of this model offers (the refusal's list of models that fit)."""
+        return frozenset({"dropout", "input_dropout", "batch_norm"})
 
     def __init__(self, k: int):
         super().__init__()

@@ -33,6 +33,8 @@ Hooks, in the order the engine calls them:
 
 Declarations, read before anything is built:
   kinds                    the data kinds it takes (checked before launch)
+  needs(cfg)               the places in the model it acts on (MemberModel.offers: "dropout", "batch_norm",
+                           "residual", ...), checked before launch: a model without them refuses it in one line
   needs_autograd()         whether its members need autograd's step instead of a model's hand-written one (batch
                            norm); the engine and the sweep's grouping (sweep.apart) both follow it
   singles                  its cells in the `singles` preset, e.g. {"weak": {...}, "mid": {...}, "strong": {...}}
@@ -123,6 +125,11 @@ class Regularizer:
         honours `params`; the autograd default cannot)."""
         closed_form = cls.penalty is Regularizer.penalty or cls.penalty_grad is not Regularizer.penalty_grad
         return closed_form and cls.after_backward is Regularizer.after_backward
+
+    @classmethod
+    def needs(cls, cfg) -> frozenset[str]:
+        """The places in the model this regularizer, configured by `cfg`, acts on (see MemberModel.offers)."""
+        return frozenset()
 
     @classmethod
     def needs_autograd(cls) -> bool:

@@ -26,5 +26,9 @@ class BatchNorm(Regularizer):
     def needs_autograd(cls):
         return True  # the hand-written MLP step has no batch norm; in any member it is in the whole population's model
 
+    @classmethod
+    def needs(cls, cfg):
+        return frozenset({"batch_norm"})
+
     def hints(self, hints):
         hints.batch_norm = self.active.to(hints.batch_norm.device)

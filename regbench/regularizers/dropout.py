@@ -21,6 +21,10 @@ class Dropout(Regularizer):
     summary = "dropout on hidden units (and optionally inputs)"
     singles = {"weak": {"p": 0.1}, "mid": {"p": 0.3}, "strong": {"p": 0.5}}
 
+    @classmethod
+    def needs(cls, cfg):
+        return frozenset({"dropout"} | ({"input_dropout"} if cfg.input_p > 0 else set()))
+
     def hints(self, hints):
         hints.dropout = self.values("p").to(hints.dropout.device)
         hints.input_dropout = self.values("input_p").to(hints.input_dropout.device)
