@@ -6,7 +6,7 @@ import matplotlib.image
 
 from regbench.report.build import build
 from regbench.report.collect import load_frame
-from regbench.report.plots import plot_all
+from regbench.report.plots import gap_figure, plot_all
 
 from .report_records import job
 
@@ -40,3 +40,25 @@ def test_no_path_without_a_swept_strength(tmp_path):
     job(tmp_path, "l2", {"strength": 1e-3}, BASE, BASE)
     written = plot_all(build([tmp_path]), load_frame([tmp_path]), tmp_path / "plots")
     assert sorted(p.name.split("-")[0] for p in written) == ["curves", "gap"]
+
+
+def test_gap_bars_sorted_by_effect_with_whole_labels_inside_the_figure(tmp_path):
+    """The Δgap bars: the largest cut on top, every label whole (three early-stopping cells that differ only at
+    their ends stay apart), and no label or axis title outside the figure."""
+    cuts = {5: 0.10, 10: 0.02, 20: 0.05}  # patience -> how much the gap shrinks
+    for patience, cut in cuts.items():
+        reg = [(b[0] - cut, b[1], b[2]) for b in BASE]
+        cfg = {"patience": patience, "min_delta": 0.0, "metric": "val_loss", "restore_best": True}
+        job(tmp_path / str(patience), "early_stopping", cfg, BASE, reg)
+    t = build([tmp_path])
+    fig = gap_figure(t[t["arm"] != "baseline"])
+    ax = fig.axes[0]
+    labels = [tick.get_text() for tick in ax.get_yticklabels()]
+    assert [next(p for p in cuts if f"patience={p}," in lab) for lab in labels] == [5, 20, 10]
+    assert len(set(labels)) == 3
+    fig.tight_layout()
+    fig.canvas.draw()
+    inside = fig.bbox.padded(1)
+    for text in [*ax.get_yticklabels(), ax.xaxis.label]:
+        box = text.get_window_extent()
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, text
