@@ -328,7 +328,7 @@ def _plots(table, frame, out, option: str) -> None:
 @app.command(help=REPORT_HELP)
 def report(
     paths: list[str] = Paths,
-    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv, json or latex."),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich, markdown, csv, json, latex, parquet (a file)."),
     output: str = typer.Option(None, "--output", "-o", help="Write the table to this file (atomically)."),
     sort: str = typer.Option(None, "--sort", help="Sort rows by this column of the csv/json output, e.g. d_gap_acc."),
     descending: bool = typer.Option(False, "--descending", help="Sort from the largest value down."),
@@ -342,11 +342,18 @@ def report(
 
     if fmt not in formats.FORMATS:
         _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))
+    if fmt in formats.BINARY and not output:
+        _fail(UsageError(f"--format {fmt}: a binary file; give one with --output, e.g. --output gap.{fmt}"))
     if output and Path(output).is_dir():
         _fail(UsageError(f"--output {output}: a folder; give a file path for the table"))
     if plots:
         _check_folder("--plots", plots)
     frame, table = _table(paths, dataset, model, regularizer, sort, descending)
+    if fmt in formats.BINARY:
+        try:
+            formats.render(table.head(0), fmt)  # a missing engine (pyarrow) is found before anything is written
+        except UsageError as err:
+            _fail(err)
     if plots:  # before the table is written: a plots folder that cannot be made leaves nothing behind
         _make_folder("--plots", plots)
     if output:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from typer.testing import CliRunner
 
 from regbench.errors import RunError, UsageError
 from regbench.report import formats, stats
@@ -285,3 +286,41 @@ def test_a_forced_rerun_lands_in_the_same_group_as_a_resumed_run(tmp_path):
     t = build([tmp_path])
     assert len(set(t["config"])) == 1
     assert row(t, "dropout(p=0.5)")["pairs"] == 1
+
+
+def test_csv_and_parquet_flatten_nested_columns_and_json_nests_them(sweep, tmp_path):
+    """No JSON string inside a CSV cell: the config and regularizers become one column per leaf, the same in
+    Parquet; JSON output carries them as objects."""
+    t = build([sweep])
+    back = pd.read_csv(__import__("io").StringIO(formats.csv(t)))
+    assert "regularizers" not in back.columns and "context" not in back.columns
+    assert not back.astype(str).apply(lambda col: col.str.startswith("{")).any().any()
+    l2 = back[back["setting"] == "l2(strength=0.001)"].iloc[0]
+    assert l2["regularizers.l2.strength"] == pytest.approx(1e-3)
+    assert np.isnan(back[back["setting"] == "baseline"].iloc[0]["regularizers.l2.strength"])
+    assert l2["config.model.name"] == "mlp" and l2["config.dataset.name"] == "mnist1d"
+    js = json.loads(formats.json(t))
+    assert js[3]["regularizers"] == {"l2": {"strength": 0.001}} and js[3]["context"]["model"]["name"] == "mlp"
+    path = tmp_path / "gap.parquet"
+    path.write_bytes(formats.parquet(t))
+    pq = pd.read_parquet(path)
+    assert list(pq.columns) == list(back.columns)
+    assert np.allclose(pq["d_gap_acc"], back["d_gap_acc"], equal_nan=True)
+
+
+def test_parquet_goes_to_a_file_and_says_when_pyarrow_is_missing(sweep, tmp_path, monkeypatch):
+    from regbench.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["report", str(sweep), "--format", "parquet"])
+    assert r.exit_code == 2 and "--format parquet: a binary file; give one with --output" in r.stderr
+    out = tmp_path / "gap.parquet"
+    r = runner.invoke(app, ["report", str(sweep), "--format", "parquet", "--output", str(out)])
+    assert r.exit_code == 0, r.stderr
+    assert len(pd.read_parquet(out)) == len(build([sweep]))
+    monkeypatch.setattr(formats, "has_pyarrow", lambda: False)
+    out.unlink()
+    r = runner.invoke(app, ["report", str(sweep), "--format", "parquet", "--output", str(out)])
+    assert (r.exit_code, r.stderr.count("\n")) == (2, 1), (r.exception, r.stderr)
+    assert "pip install 'regbench[parquet]'" in r.stderr
+    assert not out.exists()

@@ -79,7 +79,7 @@ def test_empty_folder_missing_path_and_bad_options(tmp_path, monkeypatch):
     r = cli("report", "run", "--format", "html")
     assert (r.exit_code, r.stderr) == (
         2,
-        "regbench: error: --format html: unknown format; allowed: rich, markdown, csv, json, latex\n",
+        "regbench: error: --format html: unknown format; allowed: rich, markdown, csv, json, latex, parquet\n",
     )
 
 

@@ -1,21 +1,25 @@
-"""The gap table in each output format: rich (terminal), markdown, csv, json, latex.
+"""The gap table in each output format: rich (terminal), markdown, csv, json, latex, parquet.
 
-csv and json carry every number (means, stds, intervals, raw and corrected p); markdown, latex and the terminal
-show the readable subset, one row per group.
+csv, json and parquet carry every number (means, stds, intervals, raw and corrected p), csv and parquet with the
+nested columns flattened; markdown, latex and the terminal show the readable subset, one row per group.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import io
+import json as _json
 import math
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from regbench.errors import UsageError
 from regbench.report.stats import CONFIDENCE, DELTAS
 from regbench.train.population import BASELINE
 
-FORMATS = ("rich", "markdown", "csv", "json", "latex")
+FORMATS = ("rich", "markdown", "csv", "json", "latex", "parquet")
 DELTA_NAMES = {"gap_acc": "Δgap", "val_acc": "Δval", "test_acc": "Δtest"}
 NOTE = (
     "seeds: trained; members that diverged (loss NaN/inf) or are unstable (final train loss above 2·ln(classes) "
@@ -145,12 +149,58 @@ def latex(t: pd.DataFrame) -> str:
     return "\n".join(lines + [r"\hline", r"\end{tabular}"]) + "\n"
 
 
+# Columns that hold JSON objects in the table (what the members' numbers depend on, and their regularizers). A CSV
+# or Parquet file gets them flattened, one column per leaf ("config.model.width", "regularizers.l2.strength"): a
+# spreadsheet or a dataframe filters on a column, not on a JSON string inside a cell. JSON output nests them.
+NESTED = {"context": "config", "regularizers": "regularizers"}
+
+
+def _leaves(obj: dict, prefix: str) -> dict:
+    out = {}
+    for key, value in obj.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, f"{prefix}.{key}"))
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
+def flat(t: pd.DataFrame) -> pd.DataFrame:
+    """The table with NESTED's JSON columns replaced by one column per leaf, after the table's own columns."""
+    parsed = {col: [_json.loads(v) for v in t[col]] for col in NESTED if col in t.columns}
+    out = t.drop(columns=list(parsed)).reset_index(drop=True)
+    extra = {}
+    for col, objs in parsed.items():
+        rows = [_leaves(o, NESTED[col]) for o in objs]
+        for name in sorted({k for r in rows for k in r}):
+            # a list (e.g. augment's ops) stays one cell, written as text; scalars keep their type
+            extra[name] = [(str(v) if isinstance(v, list) else v) for v in (r.get(name) for r in rows)]
+    return pd.concat([out, pd.DataFrame(extra)], axis=1)
+
+
 def csv(t: pd.DataFrame) -> str:
-    return t.to_csv(index=False)
+    return flat(t).to_csv(index=False)
 
 
 def json(t: pd.DataFrame) -> str:
-    return t.to_json(orient="records", indent=2, double_precision=15) + "\n"
+    nested = t.copy()
+    for col in NESTED:
+        if col in nested.columns:
+            nested[col] = [_json.loads(v) for v in nested[col]]
+    return nested.to_json(orient="records", indent=2, double_precision=15) + "\n"
+
+
+def has_pyarrow() -> bool:
+    return importlib.util.find_spec("pyarrow") is not None
+
+
+def parquet(t: pd.DataFrame) -> bytes:
+    """The flattened table as Parquet (needs pyarrow: pip install 'regbench[parquet]')."""
+    if not has_pyarrow():
+        raise UsageError("--format parquet: needs pyarrow; install it with: pip install 'regbench[parquet]'")
+    buf = io.BytesIO()
+    flat(t).to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def rich(t: pd.DataFrame, console: Console | None = None) -> None:
@@ -186,5 +236,8 @@ def rich(t: pd.DataFrame, console: Console | None = None) -> None:
     console.print(NOTE, style="dim")
 
 
-def render(t: pd.DataFrame, fmt: str) -> str:
-    return {"markdown": markdown, "csv": csv, "json": json, "latex": latex}[fmt](t)
+BINARY = ("parquet",)  # formats written to a file only (--output), never to a terminal
+
+
+def render(t: pd.DataFrame, fmt: str) -> str | bytes:
+    return {"markdown": markdown, "csv": csv, "json": json, "latex": latex, "parquet": parquet}[fmt](t)
