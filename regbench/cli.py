@@ -285,8 +285,8 @@ Regs = typer.Option([], "--regularizer", help="Only groups using this regularize
 
 
 def _table(paths, dataset, model, regularizer, sort=None, descending=False):
-    from regbench.report.build import build
-    from regbench.report.collect import load_frame
+    from regbench.reporting.build import build
+    from regbench.reporting.collect import load_frame
 
     try:
         frame = load_frame(paths)
@@ -316,7 +316,7 @@ def _make_folder(option: str, folder: str) -> None:
 
 
 def _plots(table, frame, out, option: str) -> None:
-    from regbench.report.plots import plot_all
+    from regbench.reporting.plots import plot_all
 
     try:
         for path in plot_all(table, frame, out):
@@ -338,7 +338,7 @@ def report(
     plots: str = typer.Option(None, "--plots", help="Also write PNG plots into this folder."),
 ):
     from regbench.atomic import atomic_write
-    from regbench.report import formats
+    from regbench.reporting import formats
 
     if fmt not in formats.FORMATS:
         _fail(UsageError(f"--format {fmt}: unknown format; allowed: {', '.join(formats.FORMATS)}"))
@@ -372,7 +372,7 @@ def report(
 
 
 def _rich_text(table) -> str:
-    from regbench.report import formats
+    from regbench.reporting import formats
 
     console = Console(record=True, width=160, file=io.StringIO())
     formats.rich(table, console)

@@ -85,8 +85,8 @@ def report(out: Path, rid: str, status: str, error: str = "") -> None:
 
 def show(result: dict) -> float | None:
     """Print the job's gap table; returns what an optimizing sweeper maximises (mean regularized val accuracy)."""
-    from regbench.report.frame import members_frame
-    from regbench.report.summary import render, summarize
+    from regbench.reporting.frame import members_frame
+    from regbench.reporting.summary import render, summarize
 
     render(summarize(members_frame(result)), title=f"{result['job']['dataset']} / {result['job']['model']}")
     reg = [m["final"]["val_acc"] for m in result["members"] if m["arm"] != "baseline"]

@@ -110,7 +110,7 @@ def test_every_trainer_field_says_whether_it_changes_the_numbers():
     from dataclasses import fields
 
     from regbench.config import MEMBER_KEYS, NOT_NUMBERS, TrainerConfig
-    from regbench.report.frame import NOT_CONTEXT
+    from regbench.reporting.frame import NOT_CONTEXT
     from regbench.results.store import NOT_IN_RUN_ID
     from regbench.sweep import PER_JOB
 

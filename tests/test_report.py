@@ -12,8 +12,8 @@ from scipy import stats as sps
 from typer.testing import CliRunner
 
 from regbench.errors import RunError, UsageError
-from regbench.report import formats, stats
-from regbench.report.build import build
+from regbench.reporting import formats, stats
+from regbench.reporting.build import build
 
 from .report_records import job, metrics, write
 
@@ -190,7 +190,7 @@ def test_a_blown_up_member_at_chance_is_unstable_and_left_out(tmp_path):
     ],
 )
 def test_the_unstable_rule(loss, acc, classes, expected):
-    from regbench.report.frame import unstable
+    from regbench.reporting.frame import unstable
 
     assert unstable({"train_loss": loss, "train_acc": acc}, classes) is expected
 
@@ -252,7 +252,7 @@ def test_a_member_pairs_with_the_baseline_of_its_own_record(tmp_path):
 
 def test_a_real_run_at_lr_10_is_flagged_unstable(compose_cfg):
     from regbench.experiment import run_experiment
-    from regbench.report.frame import members_frame
+    from regbench.reporting.frame import members_frame
 
     from .conftest import TINY
 
@@ -268,7 +268,7 @@ def test_a_real_run_at_lr_10_is_flagged_unstable(compose_cfg):
     # the table the run itself ends with says so too
     from rich.console import Console
 
-    from regbench.report.summary import render, summarize
+    from regbench.reporting.summary import render, summarize
 
     console = Console(record=True, width=120, file=__import__("io").StringIO())
     render(summarize(df), console=console)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import matplotlib.image
 
-from regbench.report.build import build
-from regbench.report.collect import load_frame
-from regbench.report.plots import gap_figure, plot_all
+from regbench.reporting.build import build
+from regbench.reporting.collect import load_frame
+from regbench.reporting.plots import gap_figure, plot_all
 
 from .report_records import job
 

@@ -16,8 +16,8 @@ from rich.console import Console
 from regbench import data
 from regbench.config import validate_config
 from regbench.experiment import run_experiment, set_deterministic
-from regbench.report.frame import members_frame
-from regbench.report.summary import render, summarize
+from regbench.reporting.frame import members_frame
+from regbench.reporting.summary import render, summarize
 from regbench.results import store
 from regbench.train import checkpoint
 from regbench.train.engine import train_population
@@ -183,7 +183,7 @@ def test_the_deterministic_switch_sets_torch_up_and_changes_nothing_on_cpu(compo
 
 
 def test_a_sweep_folder_reports_the_jobs_its_index_names(tmp_path):
-    from regbench.report.collect import find
+    from regbench.reporting.collect import find
 
     done, failed = tmp_path / "jobs" / "a", tmp_path / "jobs" / "b"
     for folder in (done, failed, tmp_path / "jobs" / "other"):
@@ -206,7 +206,7 @@ def test_a_run_imports_no_module_it_does_not_use():
     # scipy.stats (1.3-1.8 s) serves the report's intervals and tests, not the table a run prints
     code = (
         "import sys; from types import SimpleNamespace; import torch; "
-        "import regbench.cli, regbench.hydra_app, regbench.report.summary; "
+        "import regbench.cli, regbench.hydra_app, regbench.reporting.summary; "
         "from regbench.experiment import set_deterministic; from regbench.train import optim; "
         "set_deterministic(False); "
         "net = torch.nn.Linear(3, 2); opt = optim.make(net, SimpleNamespace(optimizer='adam', lr=0.1)); "

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from regbench.errors import RunError, UsageError
-from regbench.report.frame import members_frame
+from regbench.reporting.frame import members_frame
 from regbench.results import records, store
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench.errors import UsageError
-from regbench.report.stats import CONFIDENCE, DELTAS
+from regbench.reporting.stats import CONFIDENCE, DELTAS
 from regbench.train.population import BASELINE
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex", "parquet")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from regbench.errors import RunError, UsageError
-from regbench.report import stats
-from regbench.report.collect import load_frame
+from regbench.reporting import stats
+from regbench.reporting.collect import load_frame
 from regbench.train.population import BASELINE
 
 

@@ -14,8 +14,8 @@ class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from rich.console import Console
 
-        from regbench.report import formats
-        from regbench.report.build import build
+        from regbench.reporting import formats
+        from regbench.reporting.build import build
 
         sweep_dir = config.hydra.sweep.dir
         try:

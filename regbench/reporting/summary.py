@@ -10,7 +10,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from regbench.report.stats import paired_deltas
+from regbench.reporting.stats import paired_deltas
 
 METRICS = {
     "train_acc": "train acc",

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # files only: no display is needed, or wanted on a cluste
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from regbench.report import stats  # noqa: E402
+from regbench.reporting import stats  # noqa: E402
 from regbench.results import records  # noqa: E402
 from regbench.train.population import BASELINE  # noqa: E402
 
