@@ -10,7 +10,7 @@ TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.regbench-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-slow test-all lint format smoke bench fingerprint soak gpu-wheels clean
+.PHONY: help install demo test test-slow test-all lint format smoke bench fingerprint reproduce soak gpu-wheels clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ bench: install ## Time regbench against a textbook training loop on one sweep (p
 
 fingerprint: install ## A hash of a broad sweep's numbers: the same before and after a change that must keep them
 	$(BIN)/python bench/fingerprint.py
+
+reproduce: install ## Train and print published numbers: MNIST-1D's MLP (~68% test), random labels (train >> chance, test at chance)
+	$(BIN)/python bench/reproduce.py
 
 soak: install ## Memory across a 200-job sweep in one process (RSS per 25 jobs; a few minutes)
 	$(BIN)/python bench/soak.py --jobs 200
