@@ -35,7 +35,7 @@ from regbench.errors import UsageError
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
 from regbench.regularizers.base import Batch
-from regbench.train import checkpoint, cuda_graph, denormals, optim
+from regbench.train import checkpoint, complexity, cuda_graph, denormals, optim
 from regbench.train.evaluate import COLUMNS, evaluate
 from regbench.train.population import Member
 
@@ -431,7 +431,10 @@ class Training:
             final = evaluate(self.model, self.splits, self.seeds_t, self.fast)
         else:
             final = self.history[-1][2]
-        extras: list[dict] = [{} for _ in self.members]
+        extras: list[dict] = [
+            {"complexity": c}
+            for c in complexity.finite(complexity.measure(self.model, self.splits, self.seeds_t, self.fast))
+        ]
         for r in self.regs:
             for j, fields in enumerate(r.record() or []):
                 extras[j].update(fields)

@@ -1,0 +1,60 @@
+"""Complexity measures per member (train/complexity.py): checked against direct computation on set weights, and
+their effect: an L1 run ends with more near-zero weights than its baseline, max-norm caps the rows' norms."""
+
+from __future__ import annotations
+
+import torch
+
+from regbench import models
+from regbench.config import validate_config
+from regbench.data.base import Splits
+from regbench.experiment import run_experiment
+from regbench.models.base import ModelHints
+from regbench.train import complexity
+
+from .conftest import TINY
+
+
+def linear_model(weight: torch.Tensor, n_in: int):
+    """A depth-0 MLP (one linear layer) of one member with the given [classes, n_in] weight and zero bias."""
+    cfg = models.get("mlp").schema(depth=0)
+    model = models.build(cfg, (n_in,), "table", weight.shape[0], [0], ModelHints.plain(1))
+    with torch.no_grad():
+        model.head.weight.copy_(weight.unsqueeze(0))
+        model.head.bias.zero_()
+    return model
+
+
+def test_norms_near_zero_spectral_and_margins_against_direct_computation():
+    w = torch.tensor([[3.0, 0.0, 0.0005], [0.0, -2.0, 0.0], [0.0, 0.0, 1.0]])
+    x = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 3, (50,), generator=torch.Generator().manual_seed(1))
+    splits = Splits("hand", "table", 3, x, y, x[:5], y[:5], x[:5], y[:5])
+    (c,) = complexity.measure(linear_model(w, 3), splits, torch.zeros(1, dtype=torch.int64))
+    (layer,) = c["layers"]
+    assert abs(layer["norm"] - w.norm().item()) < 1e-5
+    assert abs(layer["near_zero"] - 6 / 9) < 1e-6  # six entries below 1e-3, the 0.0005 among them
+    assert abs(layer["spectral"] - 3.0) < 1e-5
+    logits = x @ w.T
+    true = logits[torch.arange(50), y]
+    other = logits.scatter(1, y.unsqueeze(1), float("-inf")).amax(1)
+    expect = torch.quantile(true - other, torch.tensor([0.1, 0.5, 0.9]))
+    assert torch.allclose(torch.tensor([c["margin"]["q10"], c["margin"]["q50"], c["margin"]["q90"]]), expect, atol=1e-5)
+    assert abs(c["margin"]["normalized"] - expect[1].item() / 3.0) < 1e-5
+
+
+def test_l1_leaves_more_near_zero_weights_and_max_norm_caps_rows(compose_cfg):
+    cfg = compose_cfg(
+        *TINY[1:], "dataset=digits", "regularizers=[l1]", "regularizers.l1.strength=0.003", "trainer.epochs=4"
+    )
+    record = run_experiment(cfg, validate_config(cfg))
+    sparse = {m["arm"]: complexity.summary(m["complexity"])["near_zero"] for m in record["members"]}
+    assert sparse["l1"] > 2 * sparse["baseline"] + 0.05, sparse
+    cfg = compose_cfg(*TINY[1:], "dataset=digits", "regularizers=[max_norm]", "regularizers.max_norm.c=0.5")
+    record = run_experiment(cfg, validate_config(cfg))
+    for m in record["members"]:
+        norms = [layer["norm"] for layer in m["complexity"]["layers"]]
+        if m["arm"] == "max_norm":  # every row at most 0.5: a layer's norm at most 0.5 * sqrt(rows)
+            assert all(n <= 0.5 * r**0.5 + 1e-4 for n, r in zip(norms, (100, 100, 10))), norms
+        else:
+            assert max(norms) > 0.5 * 100**0.5, norms  # the baseline's are not capped
