@@ -284,13 +284,13 @@ Models = typer.Option([], "--model", help="Only this model (repeatable).")
 Regs = typer.Option([], "--regularizer", help="Only groups using this regularizer, with their baselines (repeatable).")
 
 
-def _table(paths, dataset, model, regularizer, sort=None, descending=False):
+def _table(paths, dataset, model, regularizer, sort=None, descending=False, tuned=False, select_seeds=None):
     from regbench.reporting.build import build
     from regbench.reporting.collect import load_frame
 
     try:
         frame = load_frame(paths)
-        return frame, build(paths, dataset, model, regularizer, sort, descending, frame=frame)
+        return frame, build(paths, dataset, model, regularizer, sort, descending, frame, tuned, select_seeds)
     except RegbenchError as err:
         _fail(err)
 
@@ -336,6 +336,12 @@ def report(
     model: list[str] = Models,
     regularizer: list[str] = Regs,
     plots: str = typer.Option(None, "--plots", help="Also write PNG plots into this folder."),
+    tuned: bool = typer.Option(
+        False, "--tuned", help="Each regularizer at its best setting on validation (experiment=tuned's sweep)."
+    ),
+    select_seeds: int = typer.Option(
+        None, "--select-seeds", help="With --tuned: how many seeds (the first) choose; the rest report. Default: half."
+    ),
 ):
     from regbench.atomic import atomic_write
     from regbench.reporting import formats
@@ -348,7 +354,7 @@ def report(
         _fail(UsageError(f"--output {output}: a folder; give a file path for the table"))
     if plots:
         _check_folder("--plots", plots)
-    frame, table = _table(paths, dataset, model, regularizer, sort, descending)
+    frame, table = _table(paths, dataset, model, regularizer, sort, descending, tuned, select_seeds)
     if fmt in formats.BINARY:
         try:
             formats.render(table.head(0), fmt)  # a missing engine (pyarrow) is found before anything is written

@@ -1,7 +1,12 @@
-"""The `singles` preset's cells as Hydra configs: group experiment/single, one option per cell (`l2_weak`, ...).
+"""The presets' cells as Hydra configs, made from the regularizers' declarations:
 
-They are made from each regularizer's declared `singles` (regularizers.singles_cells()), so a new regularizer
-brings its cells with it, and configs/experiment/singles.yaml sweeps them all with `+experiment/single: glob(*)`.
+  experiment/single  the `singles` preset: one option per cell (`l2_weak`, ...), from each regularizer's `singles`
+                     (regularizers.singles_cells()); configs/experiment/singles.yaml sweeps them with glob(*)
+  experiment/tune    the `tuned` preset: one option per grid point (`l2_1` ... `l2_5`, weakest first), from each
+                     regularizer's `grid` (regularizers.tune_cells()); configs/experiment/tuned.yaml sweeps them and
+                     `regbench report --tuned` picks each regularizer's best point on validation
+
+A new regularizer brings its cells with it.
 A cell is what a file `configs/experiment/single/<cell>.yaml` would be: `# @package _global_`, the regularizer
 alone (`override /regularizers: [name]`) at the values it declares.
 
@@ -16,7 +21,7 @@ from typing import Any
 from hydra.core.config_store import ConfigNode, ConfigStore
 from omegaconf import OmegaConf
 
-PARENT, NAME = "experiment", "single"
+PARENT, NAME, TUNE = "experiment", "single", "tune"
 GROUP = f"{PARENT}/{NAME}"
 
 
@@ -33,8 +38,12 @@ class _Cells(dict):
     ConfigStore reads a group goes through one of these methods. Hydra deep-copies the whole store for each
     composition (and launchers pickle it): a copy is a new, empty group, which fills itself the same way."""
 
+    def __init__(self, name: str = NAME):
+        super().__init__()
+        self.name = name
+
     def __reduce__(self):
-        return (_Cells, ())
+        return (_Cells, (self.name,))
 
     def _fill(self) -> None:
         if getattr(self, "_filled", False):
@@ -42,11 +51,13 @@ class _Cells(dict):
         self._filled = True
         from regbench import regularizers
 
-        for cell, (reg, values) in regularizers.singles_cells().items():
+        group = f"{PARENT}/{self.name}"
+        cells = regularizers.singles_cells() if self.name == NAME else regularizers.tune_cells()
+        for cell, (reg, values) in cells.items():
             name = f"{cell}.yaml"
             node = OmegaConf.create(cell_node(reg, values))
             dict.__setitem__(
-                self, name, ConfigNode(name=name, node=node, group=GROUP, package="_global_", provider="regbench")
+                self, name, ConfigNode(name=name, node=node, group=group, package="_global_", provider="regbench")
             )
 
     def __contains__(self, key) -> bool:
@@ -83,7 +94,8 @@ class _Cells(dict):
 
 
 def register() -> None:
-    """Put the group in Hydra's ConfigStore (once; cheap: nothing is imported until Hydra reads it)."""
+    """Put the groups in Hydra's ConfigStore (once; cheap: nothing is imported until Hydra reads them)."""
     parent = ConfigStore.instance().repo.setdefault(PARENT, {})
-    if not isinstance(parent.get(NAME), _Cells):
-        parent[NAME] = _Cells()
+    for name in (NAME, TUNE):
+        if not isinstance(parent.get(name), _Cells):
+            parent[name] = _Cells(name)

@@ -58,4 +58,16 @@ def singles_cells() -> dict[str, tuple[str, dict]]:
     }
 
 
-__all__ = ["REGULARIZERS", "Batch", "Regularizer", "get", "singles_cells"]
+def tune_cells() -> dict[str, tuple[str, dict]]:
+    """The `tuned` preset's cells, from each regularizer's declared `grid` (its `singles` values where it declares
+    none): cell name (`l2_1`, ..., numbered weakest first; the regularizer's name alone for a one-point grid) ->
+    (regularizer, the config values it sets)."""
+    cells = {}
+    for name, cls in REGULARIZERS.items():
+        grid = cls.tuning_grid()
+        for i, values in enumerate(grid, 1):
+            cells[f"{name}_{i}" if len(grid) > 1 else name] = (name, dict(values))
+    return cells
+
+
+__all__ = ["REGULARIZERS", "Batch", "Regularizer", "get", "singles_cells", "tune_cells"]

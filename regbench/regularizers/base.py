@@ -39,6 +39,8 @@ Declarations, read before anything is built:
                            norm); the engine and the sweep's grouping (sweep.apart) both follow it
   singles                  its cells in the `singles` preset, e.g. {"weak": {...}, "mid": {...}, "strong": {...}}
                            (regularizers.singles_cells())
+  grid                     the `tuned` preset's grid over its strength, weakest first: {"strength": [1e-6, ...]}
+                           (one key; regularizers.tune_cells()); none declared: its singles values
 
 Combining regularizers: every hook composes. Penalties add up, transforms chain in the composed order, post-steps
 apply one after the other. Two penalties on the same weights under different names (l1 + elastic_net, l2 +
@@ -77,6 +79,16 @@ class Regularizer:
     kinds: ClassVar[tuple[str, ...]] = ("sequence", "image", "table")  # data kinds it takes: checked before launch
     # the `singles` preset's cells: level -> config values; one level "" is one cell named after the regularizer
     singles: ClassVar[dict[str, dict[str, Any]]] = {"": {}}
+    # the `tuned` preset's grid: {param: [values, weakest first]}; None: the singles values
+    grid: ClassVar[dict[str, list] | None] = None
+
+    @classmethod
+    def tuning_grid(cls) -> list[dict[str, Any]]:
+        """The `tuned` preset's points, weakest first: one config-values dict per point."""
+        if cls.grid is None:
+            return list(cls.singles.values())
+        ((param, values),) = cls.grid.items()
+        return [{param: v} for v in values]
 
     def __init__(self, configs: list[Any | None], device: torch.device | str = "cpu"):
         self.configs = configs

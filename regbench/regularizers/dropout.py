@@ -20,6 +20,7 @@ class Dropout(Regularizer):
     Config = DropoutConfig
     summary = "dropout on hidden units (and optionally inputs)"
     singles = {"weak": {"p": 0.1}, "mid": {"p": 0.3}, "strong": {"p": 0.5}}
+    grid = {"p": [0.1, 0.2, 0.3, 0.4, 0.5]}
 
     @classmethod
     def needs(cls, cfg):

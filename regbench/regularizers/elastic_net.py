@@ -28,6 +28,7 @@ class ElasticNet(Regularizer):
     Config = ElasticNetConfig
     summary = "L1 + L2 penalty: strength * (r * sum|w| + (1-r) * sum w^2)"
     singles = {"weak": {"strength": 1e-5}, "mid": {"strength": 1e-4}, "strong": {"strength": 1e-3}}
+    grid = {"strength": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2]}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -26,6 +26,7 @@ class L1(Regularizer):
     Config = L1Config
     summary = "L1 weight penalty: strength * sum|w|"
     singles = {"weak": {"strength": 1e-5}, "mid": {"strength": 1e-4}, "strong": {"strength": 1e-3}}
+    grid = {"strength": [1e-6, 1e-5, 1e-4, 1e-3, 1e-2]}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

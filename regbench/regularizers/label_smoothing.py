@@ -23,6 +23,7 @@ class LabelSmoothing(Regularizer):
     Config = LabelSmoothingConfig
     summary = "soft targets: (1-eps) * one-hot + eps / classes"
     singles = {"weak": {"epsilon": 0.05}, "mid": {"epsilon": 0.1}, "strong": {"epsilon": 0.2}}
+    grid = {"epsilon": [0.02, 0.05, 0.1, 0.2, 0.3]}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -25,6 +25,7 @@ class MaxNorm(Regularizer):
     Config = MaxNormConfig
     summary = "project each unit's incoming weights onto the ball of radius c"
     singles = {"weak": {"c": 4.0}, "mid": {"c": 2.0}, "strong": {"c": 1.0}}
+    grid = {"c": [8.0, 4.0, 2.0, 1.0, 0.5]}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

@@ -37,6 +37,7 @@ class Mixup(Regularizer):
     Config = MixupConfig
     summary = "train on pairs mixed with Beta(alpha, alpha) weights"
     singles = {"weak": {"alpha": 0.1}, "mid": {"alpha": 0.2}, "strong": {"alpha": 0.4}}
+    grid = {"alpha": [0.05, 0.1, 0.2, 0.4, 1.0]}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

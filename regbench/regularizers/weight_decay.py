@@ -27,6 +27,7 @@ class WeightDecay(Regularizer):
     Config = WeightDecayConfig
     summary = "decoupled (AdamW-style) weight decay after each step"
     singles = {"weak": {"strength": 1e-3}, "mid": {"strength": 1e-2}, "strong": {"strength": 1e-1}}
+    grid = {"strength": [1e-4, 1e-3, 1e-2, 1e-1, 3e-1]}
 
     def __init__(self, configs, device="cpu"):
         super().__init__(configs, device)

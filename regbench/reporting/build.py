@@ -36,7 +36,12 @@ def build(
     sort: str | None = None,
     descending: bool = False,
     frame: pd.DataFrame | None = None,
+    tuned: bool = False,
+    select_seeds: int | None = None,
 ) -> pd.DataFrame:
+    """The gap table; tuned: each regularizer at its best validated setting, over the seeds the choice never saw
+    (reporting/tuned.py), with the candidates it was chosen among in `t.attrs["candidates"]` and what was done in
+    `t.attrs["note"]`."""
     df = load_frame(paths) if frame is None else frame
     kept = filter_members(df, datasets, models, regularizers)
     if kept.empty:
@@ -46,9 +51,17 @@ def build(
             if v
         )
         raise RunError(f"no records match {chosen}")
-    t = stats.adjust(stats.table(kept))
+    if tuned:
+        from regbench.reporting import tuned as tuning
+
+        t, cand, seeds_of = tuning.tuned(kept, select_seeds)
+        t.attrs["candidates"], t.attrs["note"] = cand, tuning.note(seeds_of)
+    else:
+        t = stats.adjust(stats.table(kept))
     if sort:
         if sort not in t.columns:
             raise UsageError(f"--sort {sort}: unknown column; allowed: {', '.join(c for c in t.columns)}")
+        attrs = dict(t.attrs)
         t = t.sort_values(sort, ascending=not descending, kind="stable", na_position="last").reset_index(drop=True)
+        t.attrs.update(attrs)
     return t

@@ -107,12 +107,29 @@ def readable(t: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _markdown_candidates(t: pd.DataFrame) -> str:
+    if "candidates" not in t.attrs:
+        return ""
+    cand = t.attrs["candidates"]
+    lines = [
+        "",
+        t.attrs["note"],
+        "",
+        "| dataset | model | setting | seeds | val acc | val loss | chosen |",
+        "|---" * 7 + "|",
+    ]
+    for r in cand.itertuples():
+        cells = [r.dataset, r.model, r.setting, str(r.seeds), _num(r.val_acc), _num(r.val_loss), "✓" * r.chosen]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(t: pd.DataFrame) -> str:
     r = readable(t)
     cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(map(cell, r.columns)) + " |", "|" + "|".join("---" for _ in r.columns) + "|"]
     lines += ["| " + " | ".join(map(cell, row)) + " |" for row in r.itertuples(index=False)]
-    return "\n".join(lines) + "\n\n" + NOTE + "\n"
+    return "\n".join(lines) + "\n\n" + NOTE + "\n" + _markdown_candidates(t)
 
 
 _LATEX = {
@@ -234,6 +251,21 @@ def rich(t: pd.DataFrame, console: Console | None = None) -> None:
             table.add_row(f"{row['setting']}\n{pairs}", *(_delta_cell(row, m, has_baseline) for m in DELTAS))
         console.print(table)
     console.print(NOTE, style="dim")
+    if "candidates" in t.attrs:
+        _rich_candidates(t.attrs["candidates"], console)
+        console.print(t.attrs["note"], style="dim")
+
+
+def _rich_candidates(cand: pd.DataFrame, console: Console) -> None:
+    """The settings each regularizer was chosen among, on the choosing seeds: the regularization path."""
+    for (dataset, model, _), fam in cand.groupby(["dataset", "model", "context"], sort=False):
+        table = Table(title=f"{dataset} / {model}: chosen on validation (choosing seeds)", title_justify="left")
+        for c, justify in (("setting", "left"), ("seeds", "right"), ("val acc", "right"), ("val loss", "right")):
+            table.add_column(c, justify=justify, overflow="fold")
+        table.add_column("chosen")
+        for r in fam.itertuples():
+            table.add_row(r.setting, str(r.seeds), _num(r.val_acc), _num(r.val_loss), "✓" if r.chosen else "")
+        console.print(table)
 
 
 BINARY = ("parquet",)  # formats written to a file only (--output), never to a terminal

@@ -171,8 +171,43 @@ def _path_figure(line: pd.DataFrame, t: pd.DataFrame, param: str, out: Path, key
     return _save(fig, out / f"path-{slug(dataset, model, arm, param, fixed, context=ctx)}.png")
 
 
+def tuned_paths(cand: pd.DataFrame, out: Path) -> list[Path]:
+    """For a tuned report: each regularizer's validation accuracy (choosing seeds) against the setting it was
+    chosen among, the winner marked: the path the choice was made on."""
+    written = []
+    for (dataset, model, ctx, arm), fam in cand.groupby(["dataset", "model", "context", "arm"], sort=False):
+        if len(fam) < 2:
+            continue
+        params = pd.DataFrame([_params(r) for r in fam["regularizers"]], index=fam.index)
+        varying = [c for c in params.columns if params[c].nunique() > 1]
+        numeric = len(varying) == 1 and params[varying[0]].map(lambda v: isinstance(v, (int, float))).all()
+        fig, ax = plt.subplots(figsize=(6, 4))
+        if numeric:
+            order = params[varying[0]].astype(float).sort_values().index
+            x, xlabel = params.loc[order, varying[0]].astype(float), varying[0]
+        else:
+            order, xlabel = fam.index, "setting"
+            x = pd.Series(range(len(fam)), index=order)
+            ax.set_xticks(list(x), list(fam.loc[order, "setting"]), rotation=30, ha="right", fontsize=7)
+        ax.plot(x, fam.loc[order, "val_acc"], "-o", color=COLORS["regularized"], label="val acc (choosing seeds)")
+        won = fam.loc[order][fam.loc[order, "chosen"]]
+        ax.plot(
+            x[won.index], won["val_acc"], "*", markersize=16, color="tab:red", label=f"chosen: {won['setting'].iloc[0]}"
+        )
+        if numeric and (x > 0).all() and x.max() / x.min() >= 10:
+            ax.set_xscale("log")
+        ax.set(xlabel=xlabel, ylabel="validation accuracy", title=f"{dataset} / {model}: {arm}, tuned")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        written.append(_save(fig, out / f"tuned-{slug(dataset, model, arm, context=ctx)}.png"))
+    return written
+
+
 def plot_all(t: pd.DataFrame, members: pd.DataFrame, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     kept = stats.dedupe(members.merge(t[stats.GROUP], on=stats.GROUP))
-    return learning_curves(kept, out) + gap_bars(t, out) + regularization_paths(t, out)
+    written = learning_curves(kept, out) + gap_bars(t, out) + regularization_paths(t, out)
+    if "candidates" in t.attrs:
+        written += tuned_paths(t.attrs["candidates"], out)
+    return written
