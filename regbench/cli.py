@@ -342,6 +342,12 @@ def report(
     select_seeds: int = typer.Option(
         None, "--select-seeds", help="With --tuned: how many seeds (the first) choose; the rest report. Default: half."
     ),
+    bias_variance: bool = typer.Option(
+        False,
+        "--bias-variance",
+        help="Instead of the gap table: each group's test error split into bias and variance (needs runs with "
+        "trainer.predictions=true).",
+    ),
 ):
     from regbench.atomic import atomic_write
     from regbench.reporting import formats
@@ -355,6 +361,8 @@ def report(
     if plots:
         _check_folder("--plots", plots)
     frame, table = _table(paths, dataset, model, regularizer, sort, descending, tuned, select_seeds)
+    if bias_variance:
+        return _bias_variance(frame.merge(table[["dataset", "model", "context", "setting"]]), fmt, output)
     if fmt in formats.BINARY:
         try:
             formats.render(table.head(0), fmt)  # a missing engine (pyarrow) is found before anything is written
@@ -375,6 +383,33 @@ def report(
         sys.stdout.write(formats.render(table, fmt))
     if plots:
         _plots(table, frame, plots, "--plots")
+
+
+def _bias_variance(frame, fmt: str, output: str | None) -> None:
+    from regbench.atomic import atomic_write
+    from regbench.reporting import bias_variance, formats
+
+    try:
+        t = bias_variance.table(frame)
+        title = "bias-variance of the test error over each group's seeds (reporting/bias_variance.py)"
+        if output:
+            if fmt == "rich":
+                console = Console(record=True, width=160, file=io.StringIO())
+                formats.side_table(t, "rich", title, console)
+                atomic_write(Path(output), console.export_text())
+            else:
+                atomic_write(Path(output), formats.side_table(t, fmt, title))
+            print(f"wrote {output}")
+        elif fmt == "rich":
+            formats.side_table(t, "rich", title)
+        else:
+            sys.stdout.write(formats.side_table(t, fmt, title))
+    except RegbenchError as err:
+        _fail(err)
+    except OSError as err:
+        _fail(_unwritable("--output", Path(output), err))
+    if t.attrs.get("left_out"):
+        print(f"{t.attrs['left_out']} group(s) left out: fewer than two members with predictions", file=sys.stderr)
 
 
 def _rich_text(table) -> str:

@@ -70,6 +70,12 @@ class TrainerConfig:
         ge=1,
         numbers=False,
     )
+    predictions: bool = param(
+        False,
+        "keep every member's test-split log-probabilities (predictions.npz, float16) for the report's bias-variance "
+        "decomposition",
+        later=True,
+    )
     fast: bool = param(
         True,
         "the fast path: hand-written steps, one flat fused optimizer, CUDA graphs, compile when asked; false: eager "

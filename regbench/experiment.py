@@ -116,14 +116,16 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None, folder: Path | Non
     label = f"{spec.dataset.name}/{spec.model.name}/{'+'.join(spec.regularizers) or 'baseline'}"
     bar = progress.choose(spec.trainer.progress, label)
     pop = train_population(splits, spec.model, spec.trainer, members, device, bar, ckpt)
-    return make_record(cfg, spec, splits.sizes(), pop, device, splits.n_classes)
+    return make_record(cfg, spec, splits.sizes(), pop, device, splits.n_classes, splits.y_test)
 
 
-def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device, classes: int | None = None) -> dict:
-    """A job's record from its trained population (also a job's share of a larger sweep population)."""
+def make_record(cfg: DictConfig, spec: Spec, sizes: dict, pop, device, classes: int | None = None, labels=None) -> dict:
+    """A job's record from its trained population (also a job's share of a larger sweep population). `labels`: the
+    test split's, kept beside the members' predictions when trainer.predictions is on (records.PREDICTIONS)."""
     rid = store.run_id(spec)
     finals = pop.final.tolist()
-    return {
+    kept = {"test_labels": labels.cpu().numpy()} if labels is not None and spec.trainer.predictions else {}
+    return kept | {
         "format": records.FORMAT,
         "run_id": rid,
         "job": {

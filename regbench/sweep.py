@@ -150,7 +150,12 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
                 parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
         pop = merge(parts)
         for job, idx in zip(group, wanted):
-            yield job.index, make_record(job.cfg, job.spec, splits.sizes(), pop.select(idx), device, splits.n_classes)
+            yield (
+                job.index,
+                make_record(
+                    job.cfg, job.spec, splits.sizes(), pop.select(idx), device, splits.n_classes, splits.y_test
+                ),
+            )
 
 
 __all__ = [

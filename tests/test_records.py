@@ -119,7 +119,8 @@ def test_every_trainer_field_says_whether_it_changes_the_numbers():
     assert set(MEMBER_KEYS) == {"seed", "seeds"}
     assert set(NOT_IN_RUN_ID) == set(NOT_NUMBERS)
     assert set(PER_JOB) == set(NOT_NUMBERS) | set(MEMBER_KEYS)
-    assert set(NOT_CONTEXT) == set(PER_JOB) | {"device"}
+    # predictions: what a job keeps, not its numbers: in the run id and the pooling key, out of the report's context
+    assert set(NOT_CONTEXT) == set(PER_JOB) | {"device", "predictions"}
 
 
 @pytest.mark.parametrize(

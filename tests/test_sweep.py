@@ -168,7 +168,9 @@ def test_the_singles_preset_covers_every_regularizer():
 def test_a_preset_job_with_a_bad_value_is_refused_before_anything_runs():
     with pytest.raises(UsageError, match=r"^trainer.lr=0.0: must be in \(0.0, 10.0\]$"):
         preflight.check(["-m", "experiment=singles", "trainer.lr=0.0"])
-    with pytest.raises(UsageError, match=r"^experiment: unknown name 'nope'; known: ablation, singles, strengths, tuned$"):
+    with pytest.raises(
+        UsageError, match=r"^experiment: unknown name 'nope'; known: ablation, singles, strengths, tuned$"
+    ):
         preflight.check(["-m", "experiment=nope"])
 
 

@@ -42,6 +42,12 @@ class DatasetConfig:
     standardize: bool = param(True, "standardise inputs with the training split's statistics (per channel)")
     train_size: int | None = param(None, "train on this many examples (a random subset, after validation)", ge=1)
     label_noise: float = param(0.0, "fraction of training labels made random (1.0: all)", ge=0.0, le=1.0)
+    bootstrap: bool = param(
+        False,
+        "each seed trains on its own bootstrap resample of the training split (for bias-variance; baseline and "
+        "regularized members of a seed share it)",
+        later=True,
+    )
 
 
 @dataclass
@@ -65,6 +71,7 @@ class Splits:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    bootstrap: bool = False  # each seed's minibatches drawn from its own resample of the training split
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -163,7 +170,10 @@ def prepare(raw: RawData, cfg: DatasetConfig) -> Splits:
     def i64(a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.int64)
 
-    return Splits(cfg.name, raw.kind, raw.n_classes, f32(x_tr), i64(y_tr), f32(x_val), i64(y_val), f32(x_te), i64(y_te))
+    return Splits(
+        cfg.name, raw.kind, raw.n_classes, f32(x_tr), i64(y_tr), f32(x_val), i64(y_val), f32(x_te), i64(y_te),
+        cfg.bootstrap,
+    )  # fmt: skip
 
 
 def hold_out_test(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:

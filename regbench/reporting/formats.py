@@ -268,6 +268,40 @@ def _rich_candidates(cand: pd.DataFrame, console: Console) -> None:
         console.print(table)
 
 
+def side_table(t: pd.DataFrame, fmt: str, title: str = "", console: Console | None = None) -> str | bytes | None:
+    """A table other than the gap table (e.g. --bias-variance's), in any of FORMATS: numbers to 3 decimals where
+    read by a person, in full in csv/json/parquet. rich prints to `console` and returns None."""
+    shown = t.drop(columns=[c for c in ("context",) if c in t.columns])
+    if fmt in ("csv", "json", "parquet"):
+        if fmt == "csv":
+            return shown.to_csv(index=False)
+        if fmt == "json":
+            return shown.to_json(orient="records", indent=2, double_precision=15) + "\n"
+        if not has_pyarrow():
+            raise UsageError("--format parquet: needs pyarrow; install it with: pip install 'regbench[parquet]'")
+        buf = io.BytesIO()
+        shown.to_parquet(buf, index=False)
+        return buf.getvalue()
+    cells = shown.map(lambda v: f"{v:.3f}" if isinstance(v, float) else str(v))
+    if fmt == "rich":
+        table = Table(title=title, title_justify="left")
+        for c in cells.columns:
+            table.add_column(c, justify="left" if cells[c].dtype == object and c in ("setting", "config") else "right")
+        for row in cells.itertuples(index=False):
+            table.add_row(*row)
+        (console or Console()).print(table)
+        return None
+    if fmt == "latex":
+        lines = [r"\begin{tabular}{" + "l" * len(cells.columns) + "}", r"\hline"]
+        lines += [" & ".join(map(_tex, cells.columns)) + r" \\", r"\hline"]
+        lines += [" & ".join(map(_tex, row)) + r" \\" for row in cells.itertuples(index=False)]
+        return "\n".join(lines + [r"\hline", r"\end{tabular}"]) + "\n"
+    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(cells.columns) + " |", "|" + "|".join("---" for _ in cells.columns) + "|"]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in cells.itertuples(index=False)]
+    return (f"{title}\n\n" if title else "") + "\n".join(lines) + "\n"
+
+
 BINARY = ("parquet",)  # formats written to a file only (--output), never to a terminal
 
 

@@ -11,8 +11,9 @@ from regbench.config import MEMBER_KEYS, NOT_NUMBERS
 
 # Trainer keys that choose which seeds run, or never change the numbers (TrainerConfig's field metadata), and the
 # device asked for, which context() replaces by the device the job ran on. Everything else in the resolved config
-# (minus the regularizers) must match for two members to be compared.
-NOT_CONTEXT = (*MEMBER_KEYS, *NOT_NUMBERS, "device")
+# (minus the regularizers) must match for two members to be compared. `predictions` changes what a job keeps, not
+# its numbers; it stays in the run id (a record without predictions does not stand for one with them).
+NOT_CONTEXT = (*MEMBER_KEYS, *NOT_NUMBERS, "device", "predictions")
 
 
 def regularizer_label(regs: dict) -> str:

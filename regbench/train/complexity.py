@@ -56,6 +56,16 @@ def measure(model, splits, seeds: torch.Tensor, fast: bool = True) -> list[dict]
     return out
 
 
+@torch.no_grad()
+def test_log_probs(model, splits, seeds: torch.Tensor, fast: bool = True) -> list:
+    """Each member's log-probabilities on the test split, [N, C] float16 numpy arrays (20 KB per 1000 examples of
+    10 classes): what the report's bias-variance decomposition reads (records.PREDICTIONS)."""
+    ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
+    x, _ = splits.split("test")
+    parts = [model(x[s : s + _ROWS], ctx).float().log_softmax(-1) for s in range(0, len(x), _ROWS)]
+    return list(torch.cat(parts, 1).to(torch.float16).cpu().numpy())
+
+
 def _margins(model, splits, seeds: torch.Tensor, fast: bool) -> torch.Tensor:
     ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
     x, y = splits.split("train")

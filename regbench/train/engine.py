@@ -184,12 +184,19 @@ class Freezer:
 
 
 class Schedule:
-    """Minibatch order per seed: an independent permutation of the training split every epoch."""
+    """Minibatch order per seed: an independent permutation of the training split every epoch. With `bootstrap`,
+    a permutation of the seed's own resample (n draws with replacement, from its own generator: the same resample
+    for the baseline and regularized members of a seed, and in any population)."""
 
-    def __init__(self, seeds: list[int], n_train: int, batch_size: int, device):
+    def __init__(self, seeds: list[int], n_train: int, batch_size: int, device, bootstrap: bool = False):
         self.unique = list(dict.fromkeys(seeds))
         self.slot = torch.tensor([self.unique.index(s) for s in seeds], device=device)
         self.gens = [rng.generator(s, "order") for s in self.unique]
+        self.resamples = (
+            [torch.randint(n_train, (n_train,), generator=rng.generator(s, "bootstrap")) for s in self.unique]
+            if bootstrap
+            else None
+        )
         self.n, self.b, self.device = n_train, batch_size, device
         self.steps_per_epoch = n_train // batch_size  # drop the ragged last batch: every member sees B examples
 
@@ -198,6 +205,8 @@ class Schedule:
         that a step's [K, B] indices are one contiguous block (a strided one would be copied again every step)."""
         used = self.steps_per_epoch * self.b
         perms = torch.stack([torch.randperm(self.n, generator=g)[:used] for g in self.gens])
+        if self.resamples is not None:  # positions in the resample -> examples of the training split
+            perms = torch.stack([r[p] for r, p in zip(self.resamples, perms)])
         perms = perms.view(len(self.gens), self.steps_per_epoch, self.b).to(self.device, non_blocking=True)
         return perms[self.slot].transpose(0, 1).contiguous()
 
@@ -280,7 +289,7 @@ class Training:
         self.forward_backward, self.opt = self._step_and_optimizer()
         self.freezer = Freezer(self.model, k, device)
 
-        self.schedule = Schedule(seeds, n_train, trainer.batch_size, device)
+        self.schedule = Schedule(seeds, n_train, trainer.batch_size, device, splits.bootstrap)
         self.gather = Gather(splits)
         self.total_steps = trainer.steps or trainer.epochs * self.schedule.steps_per_epoch
         self.total_epochs = math.ceil(self.total_steps / self.schedule.steps_per_epoch)
@@ -435,6 +444,10 @@ class Training:
             {"complexity": c}
             for c in complexity.finite(complexity.measure(self.model, self.splits, self.seeds_t, self.fast))
         ]
+        if self.trainer.predictions:  # the test split's log-probabilities, float16: bias-variance in the report
+            logp = complexity.test_log_probs(self.model, self.splits, self.seeds_t, self.fast)
+            for j, lp in enumerate(logp):
+                extras[j]["predictions"] = lp
         for r in self.regs:
             for j, fields in enumerate(r.record() or []):
                 extras[j].update(fields)
