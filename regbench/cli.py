@@ -348,6 +348,9 @@ def report(
         help="Instead of the gap table: each group's test error split into bias and variance (needs runs with "
         "trainer.predictions=true).",
     ),
+    complexity: bool = typer.Option(
+        False, "--complexity", help="Instead of the gap table: weight norms, sparsity, spectral norms and margins."
+    ),
 ):
     from regbench.atomic import atomic_write
     from regbench.reporting import formats
@@ -361,8 +364,9 @@ def report(
     if plots:
         _check_folder("--plots", plots)
     frame, table = _table(paths, dataset, model, regularizer, sort, descending, tuned, select_seeds)
-    if bias_variance:
-        return _bias_variance(frame.merge(table[["dataset", "model", "context", "setting"]]), fmt, output)
+    if bias_variance or complexity:
+        view = "bias_variance" if bias_variance else "complexity"
+        return _side_view(view, frame.merge(table[["dataset", "model", "context", "setting"]]), fmt, output)
     if fmt in formats.BINARY:
         try:
             formats.render(table.head(0), fmt)  # a missing engine (pyarrow) is found before anything is written
@@ -385,13 +389,22 @@ def report(
         _plots(table, frame, plots, "--plots")
 
 
-def _bias_variance(frame, fmt: str, output: str | None) -> None:
+TITLES = {
+    "bias_variance": "bias-variance of the test error over each group's seeds (reporting/bias_variance.py)",
+    "complexity": "complexity at the end of training, mean over each group's seeds (reporting/complexity.py)",
+}
+
+
+def _side_view(view: str, frame, fmt: str, output: str | None) -> None:
+    """A table other than the gap table, over the same filtered members: --bias-variance or --complexity."""
+    import importlib
+
     from regbench.atomic import atomic_write
-    from regbench.reporting import bias_variance, formats
+    from regbench.reporting import formats
 
     try:
-        t = bias_variance.table(frame)
-        title = "bias-variance of the test error over each group's seeds (reporting/bias_variance.py)"
+        t = importlib.import_module(f"regbench.reporting.{view}").table(frame)
+        title = TITLES[view]
         if output:
             if fmt == "rich":
                 console = Console(record=True, width=160, file=io.StringIO())

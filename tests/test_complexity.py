@@ -10,6 +10,7 @@ from regbench.config import validate_config
 from regbench.data.base import Splits
 from regbench.experiment import run_experiment
 from regbench.models.base import ModelHints
+from regbench.reporting.frame import complexity_summary
 from regbench.train import complexity
 
 from .conftest import TINY
@@ -48,7 +49,7 @@ def test_l1_leaves_more_near_zero_weights_and_max_norm_caps_rows(compose_cfg):
         *TINY[1:], "dataset=digits", "regularizers=[l1]", "regularizers.l1.strength=0.003", "trainer.epochs=4"
     )
     record = run_experiment(cfg, validate_config(cfg))
-    sparse = {m["arm"]: complexity.summary(m["complexity"])["near_zero"] for m in record["members"]}
+    sparse = {m["arm"]: complexity_summary(m["complexity"])["near_zero"] for m in record["members"]}
     assert sparse["l1"] > 2 * sparse["baseline"] + 0.05, sparse
     cfg = compose_cfg(*TINY[1:], "dataset=digits", "regularizers=[max_norm]", "regularizers.max_norm.c=0.5")
     record = run_experiment(cfg, validate_config(cfg))
@@ -58,3 +59,26 @@ def test_l1_leaves_more_near_zero_weights_and_max_norm_caps_rows(compose_cfg):
             assert all(n <= 0.5 * r**0.5 + 1e-4 for n, r in zip(norms, (100, 100, 10))), norms
         else:
             assert max(norms) > 0.5 * 100**0.5, norms  # the baseline's are not capped
+
+
+def test_the_report_shows_complexity_per_group_and_plots_it(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from regbench import run
+    from regbench.cli import app
+
+    run("dataset=digits", "regularizers=[l1]", "regularizers.l1.strength=0.003", "trainer.epochs=4",
+        "trainer.seeds=2", "trainer.progress=off", results=tmp_path)  # fmt: skip
+    r = CliRunner().invoke(app, ["report", str(tmp_path), "--complexity", "--format", "json"])
+    assert r.exit_code == 0, r.stderr
+    rows = {row["arm"]: row for row in json.loads(r.stdout)}
+    assert rows["l1"]["members"] == rows["baseline"]["members"] == 2
+    assert (
+        rows["l1"]["near_zero"] > rows["baseline"]["near_zero"]
+        and rows["l1"]["weight_norm"] < rows["baseline"]["weight_norm"]
+    )
+    r = CliRunner().invoke(app, ["report", str(tmp_path), "--plots", str(tmp_path / "figs")])
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "figs" / "complexity.png").is_file()

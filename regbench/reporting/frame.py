@@ -60,6 +60,33 @@ def unstable(final: dict, classes: int | None) -> bool:
     return blown and acc <= chance + UNSTABLE_ACC * (1 - chance)
 
 
+COMPLEXITY = ["weight_norm", "near_zero", "spectral_max", "margin_median", "margin_normalized"]
+
+
+def complexity_summary(c: dict) -> dict:
+    """The few numbers of a member's complexity record (train/complexity.py) a report shows: the weights' total norm,
+    the mean over layers of the near-zero fraction, the largest layer's spectral norm, the median margin and its
+    spectrally normalised value."""
+    layers = c["layers"]
+    return {
+        "weight_norm": math.sqrt(sum(layer["norm"] ** 2 for layer in layers)),
+        "near_zero": sum(layer["near_zero"] for layer in layers) / max(1, len(layers)),
+        "spectral_max": max((layer["spectral"] for layer in layers), default=math.nan),
+        "margin_median": c["margin"]["q50"],
+        "margin_normalized": c["margin"]["normalized"],
+    }
+
+
+def _complexity(member: dict) -> dict:
+    """The member's complexity summary, NaN where its record has none (older records, diverged members)."""
+    c = member.get("complexity")
+    try:
+        values = complexity_summary(c) if c and not member.get("diverged") else {}
+    except (KeyError, TypeError, ValueError):  # a partial entry (non-finite numbers are null): treat as absent
+        values = {}
+    return {k: (math.nan if values.get(k) is None else float(values[k])) for k in COMPLEXITY}
+
+
 def members_frame(record: dict, source: str = "") -> pd.DataFrame:
     job = record["job"]
     ctx = context(record)
@@ -82,6 +109,7 @@ def members_frame(record: dict, source: str = "") -> pd.DataFrame:
                 "unstable": bad,
                 # an unstable member's metrics are left out as a diverged member's are (null in its record)
                 **({k: None for k in m["final"]} if bad else m["final"]),
+                **_complexity(m),
             }
         )
     df = pd.DataFrame(rows)

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only: no display is needed, or wanted on a cluste
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from regbench.errors import RunError  # noqa: E402
 from regbench.reporting import stats  # noqa: E402
 from regbench.results import records  # noqa: E402
 from regbench.train.population import BASELINE  # noqa: E402
@@ -203,6 +204,32 @@ def tuned_paths(cand: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
+def complexity_bars(members: pd.DataFrame, out: Path) -> list[Path]:
+    """Per group, the mean of each complexity measure over its seeds, one panel per measure, groups in the table's
+    order: sparsity, norms and margins side by side."""
+    from regbench.reporting import complexity
+
+    try:
+        c = complexity.table(members)
+    except RunError:
+        return []
+    labels = [f"{r.dataset}/{r.model} {r.setting}" + (f" [{r.config}]" if r.config else "") for r in c.itertuples()]
+    shown = [("near_zero", "near-zero weights (fraction)"), ("weight_norm", "weight norm"),
+             ("spectral_max", "largest spectral norm"), ("margin_median", "median train margin")]  # fmt: skip
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(4 + 0.065 * max(map(len, labels)) + 2.5 * len(shown), 1.6 + 0.3 * len(c)), sharey=True
+    )
+    y = list(range(len(c)))
+    for ax, (col, name) in zip(axes, shown):
+        color = [COLORS["baseline"] if a == BASELINE else COLORS["regularized"] for a in c["arm"]]
+        ax.barh(y, c[col], xerr=c[f"{col}_std"].fillna(0.0), color=color, capsize=2)
+        ax.set_xlabel(name, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, labels, fontsize=7)
+    axes[0].invert_yaxis()
+    return [_save(fig, out / "complexity.png")]
+
+
 def plot_all(t: pd.DataFrame, members: pd.DataFrame, out: str | Path) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,4 +237,4 @@ def plot_all(t: pd.DataFrame, members: pd.DataFrame, out: str | Path) -> list[Pa
     written = learning_curves(kept, out) + gap_bars(t, out) + regularization_paths(t, out)
     if "candidates" in t.attrs:
         written += tuned_paths(t.attrs["candidates"], out)
-    return written
+    return written + complexity_bars(kept, out)

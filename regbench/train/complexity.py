@@ -79,20 +79,6 @@ def _margins(model, splits, seeds: torch.Tensor, fast: bool) -> torch.Tensor:
     return torch.cat(parts, 1)
 
 
-def summary(c: dict) -> dict:
-    """The few numbers a report shows per member: total weight norm, near-zero fraction over all weights (weighted
-    by layer size is not available here: the mean over layers), the largest layer's spectral norm, the median
-    margin and its normalised value."""
-    layers = c["layers"]
-    return {
-        "weight_norm": math.sqrt(sum(layer["norm"] ** 2 for layer in layers)),
-        "near_zero": sum(layer["near_zero"] for layer in layers) / max(1, len(layers)),
-        "spectral_max": max((layer["spectral"] for layer in layers), default=float("nan")),
-        "margin_median": c["margin"]["q50"],
-        "margin_normalized": c["margin"]["normalized"],
-    }
-
-
 def finite(values):
     """Non-finite numbers (a diverged member's) as None, which keeps result.json valid JSON."""
     if isinstance(values, dict):
