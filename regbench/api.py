@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from regbench import job, singles
@@ -24,11 +24,13 @@ from regbench.results import records, store
 
 def compose_config(*overrides: str):
     """The job config `regbench run OVERRIDES` would run (Hydra's own node left out)."""
+    from regbench.preflight import compose_job
+
     singles.register()  # experiment presets may name the singles cells
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir(), version_base="1.3"):
-            return job.job_config(compose("config", overrides=list(overrides)))
+            return job.job_config(compose_job(list(overrides)))
     finally:
         GlobalHydra.instance().clear()
 
@@ -53,6 +55,7 @@ def run(*overrides: str, results: str | Path | None = "results", force: bool = F
             return done
         record = run_experiment(cfg, spec, folder=folder)
         records.save(record, folder)
+        job.write_loggers(spec, record, folder)
         store.clear_failure(folder)
         (folder / store.CHECKPOINT).unlink(missing_ok=True)
     return record

@@ -8,7 +8,7 @@ key, type or range fails before training with the key named.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -97,12 +97,13 @@ class Spec:
     model: Any
     regularizers: dict[str, Any]
     trainer: TrainerConfig
+    loggers: dict[str, Any] = field(default_factory=dict)  # where a finished job is also sent (regbench/loggers)
 
     def regularizer_params(self) -> dict[str, dict]:
         return {name: dict(vars(c)) for name, c in self.regularizers.items()}
 
 
-TOP_LEVEL = ("dataset", "model", "regularizers", "trainer")
+TOP_LEVEL = ("dataset", "model", "regularizers", "trainer", "logger")
 
 
 def _group(cfg: DictConfig, key: str, registry_get) -> Any:
@@ -127,7 +128,7 @@ def validate_config(cfg: DictConfig) -> Spec:
 
 def _validate_config(cfg: DictConfig) -> Spec:
     # the registries import torch: imported here, a report or `--cfg job` can read TrainerConfig without it
-    from regbench import data, models, regularizers
+    from regbench import data, loggers, models, regularizers
 
     unknown = [k for k in cfg if k not in TOP_LEVEL and k != "hydra"]
     if unknown:
@@ -138,7 +139,11 @@ def _validate_config(cfg: DictConfig) -> Spec:
     for name, node in (cfg.get("regularizers") or {}).items():
         regs[name] = validate(node, regularizers.get(name).Config, f"regularizers.{name}")
     trainer = validate(cfg.get("trainer"), TrainerConfig, "trainer")
-    return Spec(dataset, model, regs, trainer)
+    logs = {
+        name: validate(node, loggers.get(name).schema, f"logger.{name}")
+        for name, node in (cfg.get("logger") or {}).items()
+    }
+    return Spec(dataset, model, regs, trainer, logs)
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from regbench import data, models, progress, regularizers
+from regbench import data, loggers, models, progress, regularizers
 from regbench.config import Spec, to_container, validate_config
 from regbench.errors import RunError, UsageError
 from regbench.results import provenance, records, store
@@ -83,6 +83,7 @@ def preflight(spec: Spec) -> None:
     training that follows in this process takes the loaded splits from data.load's cache.
     """
     resolve_device(spec.trainer.device)
+    loggers.check(spec.loggers)
     splits = data.load(spec.dataset)
     n_train = splits.sizes()["train"]
     check_kind(spec, splits.kind, splits.input_shape, splits.n_classes)

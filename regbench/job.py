@@ -113,6 +113,13 @@ def cap_threads(spec) -> None:
     set_threads(spec.trainer, HydraConfig.get().launcher.get("cpus_per_task"))
 
 
+def write_loggers(spec, result: dict, out: Path) -> None:
+    if spec.loggers:
+        from regbench import loggers
+
+        loggers.write(spec.loggers, result, out)
+
+
 def run_experiment(cfg: DictConfig, spec, **kw) -> dict:
     from regbench.experiment import run_experiment as train
 
@@ -139,6 +146,7 @@ def run(cfg: DictConfig, spec=None, trained: dict | None = None, locked: bool = 
                     cap_threads(spec)
                 result = trained or run_experiment(cfg, spec, folder=out)
                 records.save(result, out)
+                write_loggers(spec, result, out)
                 store.clear_failure(out)
                 (out / store.CHECKPOINT).unlink(missing_ok=True)
     except Exception as err:  # noqa: BLE001 - one job's failure is recorded and the sweep goes on

@@ -18,7 +18,7 @@ from regbench.schema import describe
 
 def sections() -> list[tuple[str, type | None, dict[str, tuple[type, str]]]]:
     """(group, schema shared by all its options or None, {option: (schema, summary)})."""
-    from regbench import data, models, regularizers
+    from regbench import data, loggers, models, regularizers
     from regbench.config import TrainerConfig
 
     return [
@@ -26,6 +26,7 @@ def sections() -> list[tuple[str, type | None, dict[str, tuple[type, str]]]]:
         ("model", None, {n: (e.schema, e.summary) for n, e in models.MODELS.items()}),
         ("regularizers", None, {n: (c.Config, c.summary) for n, c in regularizers.REGULARIZERS.items()}),
         ("trainer", None, {"default": (TrainerConfig, "optimizer, budget, device and seeds")}),
+        ("logger", None, {n: (e.schema, e.summary) for n, e in loggers.LOGGERS.items()}),
     ]
 
 

@@ -26,7 +26,7 @@ from omegaconf.errors import OmegaConfBaseException
 from regbench.errors import RunError, UsageError, unknown_name
 from regbench.paths import config_dir
 
-GROUPS = ("dataset", "model", "regularizers", "trainer", "experiment")
+GROUPS = ("dataset", "model", "regularizers", "trainer", "experiment", "logger")
 # Hydra flags that only print something, or take a value: no job runs, or the value is not an override.
 PRINT_ONLY = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--help", "-h", "--shell-completion", "-sc"}
 TAKES_VALUE = {
@@ -294,3 +294,15 @@ def _remove(folders: list[str]) -> None:
     for d in reversed(folders):
         with contextlib.suppress(OSError):
             os.rmdir(d)
+
+
+def compose_job(overrides: list[str]):
+    """One job's config from command-line overrides, inside an initialized Hydra (the Python API): unknown group
+    options and composition errors as the command's one-line UsageErrors."""
+    parser = OverridesParser.create()
+    try:
+        parsed = [parser.parse_override(o) for o in overrides]
+    except HydraException as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    _check_group_values(parsed)
+    return _compose(list(overrides))

@@ -20,7 +20,7 @@ from .conftest import run_cli
 CASES = [
     # unknown group options and keys, unknown flags, unparsable overrides
     (["trainer=fast"], "trainer: unknown name 'fast'; known: default"),
-    (["++foo=1"], "foo: unknown top-level key; allowed: dataset, model, regularizers, trainer"),
+    (["++foo=1"], "foo: unknown top-level key; allowed: dataset, model, regularizers, trainer, logger"),
     (["--bogus"], "--bogus: unknown option; see `regbench run --help`"),
     (
         ["regularizers=[l2"],

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from regbench import data, models, regularizers
+from regbench import data, loggers, models, regularizers
 from regbench.config import TrainerConfig
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -81,6 +81,13 @@ def test_regularizer_yamls_state_their_schema_defaults(path):
     assert disagreements(fields, regularizers.get(path.stem).Config) == [], path
 
 
+@pytest.mark.parametrize("path", _yamls("logger"), ids=lambda p: p.stem)
+def test_logger_yamls_state_their_schema_defaults(path):
+    values = _load(path)
+    assert list(values) == [path.stem], f"{path}: one top-level key, {path.stem!r}"
+    assert disagreements(values[path.stem] or {}, loggers.get(path.stem).schema) == [], path
+
+
 @pytest.mark.parametrize("path", _yamls("trainer"), ids=lambda p: p.stem)
 def test_trainer_yamls_state_the_trainer_defaults(path):
     assert disagreements(_load(path), TrainerConfig) == [], path
@@ -88,7 +95,12 @@ def test_trainer_yamls_state_the_trainer_defaults(path):
 
 @pytest.mark.parametrize(
     "group,registry",
-    [("dataset", data.DATASETS), ("model", models.MODELS), ("regularizers", regularizers.REGULARIZERS)],
+    [
+        ("dataset", data.DATASETS),
+        ("model", models.MODELS),
+        ("regularizers", regularizers.REGULARIZERS),
+        ("logger", loggers.LOGGERS),
+    ],
 )
 def test_every_registered_option_has_a_yaml(group, registry):
     assert {p.stem for p in _yamls(group)} == set(registry)

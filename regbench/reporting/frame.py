@@ -35,7 +35,7 @@ def context(record: dict) -> str:
     so runs with different budgets or data never mix.
     """
     prov = record.get("provenance") or {}
-    cfg = {k: v for k, v in (prov.get("config") or {}).items() if k != "regularizers"}
+    cfg = {k: v for k, v in (prov.get("config") or {}).items() if k not in ("regularizers", "logger")}
     if isinstance(cfg.get("trainer"), dict):
         cfg["trainer"] = {k: v for k, v in cfg["trainer"].items() if k not in NOT_CONTEXT}
     cfg["device"] = str(prov.get("device", "")).split(":")[0]
