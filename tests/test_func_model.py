@@ -9,16 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from regbench import data, rng
+from regbench import data, rng, sweep
 from regbench.config import validate_config
 from regbench.models.base import ModelHints
 from regbench.models.examples import ResidualMLP
 from regbench.models.func import FuncModel, StochasticDepth, keyed_uniform
 from regbench.models.layers import Context
+from regbench.train import checkpoint
 from regbench.train.engine import train_population
 from regbench.train.population import members_for
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, Interrupt, StopAt, run_cli
 
 CONV = ["model=torch", "model.target=regbench.models.examples:SmallConvNet", "+model.kwargs.channels=4"]
 
@@ -79,6 +80,47 @@ def test_members_start_from_their_own_seed_and_the_module_own_initialization():
     assert not torch.equal(a.weights[0][0], a.weights[0][1])
     assert [tuple(w.shape) for w in a.weights] == [(2, 16, 10), (2, 3, 16)] and len(a.biases) == 2
     assert a.weight_rows(a.weights[0]).shape == (2, 16, 10)
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(10, 10), nn.Linear(10, 10)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(self.a(x).relu())
+
+
+@pytest.mark.parametrize("mode", ["batched", "loop"])
+def test_tied_weights_stay_one_tensor_per_member(mode):
+    model = _model(Tied, [1, 2])
+    model.mode = mode
+    assert [n for n, _ in model.named_parameters()] == ["a__weight", "a__bias", "b__bias"]
+    x = torch.randn(2, 4, 10)
+    out = model(x, _ctx([1, 2]))
+    w = model.a__weight.detach().clone().requires_grad_()
+    a, b = model.a__bias.detach(), model.b__bias.detach()
+    ref = torch.stack([(x[k] @ w[k].T + a[k]).relu() @ w[k].T + b[k] for k in range(2)])
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(model.a__weight.grad, w.grad)  # one gradient, from both uses
+
+
+def test_plain_path_and_a_checkpoint_resume_train_the_same_members(compose_cfg, tmp_path):
+    args = [*CONV, "regularizers=[dropout,batch_norm,max_norm]", "trainer.epochs=3"]
+    spec = _spec(compose_cfg, *args)
+    splits, members = data.load(spec.dataset), members_for(spec)
+    whole = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    plain = _spec(compose_cfg, *args, "trainer.fast=false")
+    torch.testing.assert_close(train_population(splits, plain.model, plain.trainer, members, "cpu").final, whole.final)
+    ck = checkpoint.Checkpointing(tmp_path / "checkpoint.pt", every=1, key="run")
+    with pytest.raises(Interrupt):
+        train_population(splits, spec.model, spec.trainer, members, "cpu", StopAt(2), ck)
+    resumed = train_population(splits, spec.model, spec.trainer, members, "cpu", None, ck)
+    assert resumed.history == whole.history and torch.equal(resumed.final, whole.final)
+    assert sweep.member_bytes(spec, splits) > 0
 
 
 # ---- dropout slot ----

@@ -232,6 +232,13 @@ class FuncModel(MemberModel):
             stacked = torch.stack([b[name] for b in buffers]).clone()
             self.register_buffer(_attr(name), stacked, persistent=name in persistent)
             self._buffer_names.append((name, _attr(name)))
+        # a tensor shared by several layers (tied weights) is stacked once and passed under each of its names: the
+        # meta copy below no longer shares it
+        first: dict[int, str] = {}
+        self._aliases = []
+        for name, t in [*base.named_parameters(remove_duplicate=False), *base.named_buffers(remove_duplicate=False)]:
+            if first.setdefault(id(t), name) != name:
+                self._aliases.append((name, first[id(t)]))
         # the stateless copy functional_call runs, kept out of the module tree (not moved, not saved, no
         # parameters of its own) and on the meta device: every tensor it uses is passed in
         object.__setattr__(self, "base", base.to("meta"))
@@ -286,6 +293,8 @@ class FuncModel(MemberModel):
         buffers = {name: getattr(self, attr) for name, attr in self._buffer_names}
         for name in self._seed_names:
             buffers[name] = ctx.seeds
+        for alias, name in self._aliases:
+            (params if name in params else buffers)[alias] = params.get(name, buffers.get(name))
         return params, buffers
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
