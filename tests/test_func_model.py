@@ -11,6 +11,7 @@ from torch import nn
 
 from regbench import data, rng, sweep
 from regbench.config import validate_config
+from regbench.models import func
 from regbench.models.base import ModelHints
 from regbench.models.examples import ResidualMLP
 from regbench.models.func import FuncModel, StochasticDepth, keyed_uniform
@@ -164,7 +165,35 @@ def test_the_loop_fallback_gives_the_numbers_of_the_batched_run():
     torch.testing.assert_close(looped_model.state_dict()["1__norm__running_mean"], stats)
 
 
-def test_a_module_vmap_cannot_run_trains_member_by_member_and_equals_the_member_alone(compose_cfg, caplog):
+class LateBranch(nn.Module):
+    """Data-dependent control flow only for batches above 2: the build's probe passes, real data do not."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(10, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        if x.shape[0] > 2 and h.sum() > 0:
+            h = h * 1.0
+        return h
+
+
+def test_a_module_vmap_fails_on_at_its_first_real_batch_runs_member_by_member(monkeypatch, caplog):
+    monkeypatch.setattr(func, "_FELL_BACK", set())
+    model = _model(LateBranch, [1, 2])
+    assert model.mode == "batched"
+    x = torch.randn(2, 8, 10)
+    with caplog.at_level(logging.WARNING, logger="regbench"):
+        out = model(x, _ctx([1, 2]))
+        _model(LateBranch, [1, 2])(x, _ctx([1, 2]))  # said once per module
+    assert model.mode == "loop" and len([r for r in caplog.records if "vmap" in r.getMessage()]) == 1
+    ref = torch.stack([x[k] @ model.a__weight[k].T + model.a__bias[k] for k in range(2)])
+    torch.testing.assert_close(out, ref)
+
+
+def test_a_module_vmap_cannot_run_trains_member_by_member_and_equals_the_member_alone(compose_cfg, caplog, monkeypatch):
+    monkeypatch.setattr(func, "_FELL_BACK", set())
     args = ["model=torch", "model.target=tests.byo_model:Branchy", "regularizers=[dropout]", "trainer.epochs=1"]
     spec = _spec(compose_cfg, *args)
     splits, members = data.load(spec.dataset), members_for(spec)
@@ -320,3 +349,12 @@ def test_bring_your_own_model_through_the_cli(tmp_path):
     assert record["provenance"]["config"]["model"]["kwargs"] == {"hidden": 24}
     assert [m["arm"] for m in record["members"]] == ["baseline"] * 2 + ["dropout+l2"] * 2
     assert all(m["final"]["train_acc"] > 0.3 for m in record["members"])
+    elsewhere = tmp_path / "typo"
+    elsewhere.mkdir()
+    (elsewhere / "my_models.py").write_text(BYO)
+    r = run_cli("run", *DIGITS, "model=torch", "model.target=my_models:TinyNett", cwd=elsewhere)
+    assert (r.returncode, r.stderr) == (
+        2,
+        "regbench: error: model.target='my_models:TinyNett': my_models has no TinyNett\n",
+    )
+    assert list(elsewhere.iterdir()) == [elsewhere / "my_models.py"]

@@ -33,6 +33,7 @@ from regbench.models.layers import Context
 log = logging.getLogger("regbench")
 
 _MASK32 = 0xFFFFFFFF
+_FELL_BACK: set[str] = set()  # modules whose fallback to a loop was logged
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -276,6 +277,7 @@ class FuncModel(MemberModel):
             if bias and norm_on.any():
                 self._zero_grad_where_on(getattr(self, _attr(bias)), norm_on)
         self.mode = "batched" if k == 1 else self._probe(input_shape)
+        self._ran: set[bool] = set()  # modes (train, eval) vmap has run real data in
 
     def _zero_grad_where_on(self, bias: nn.Parameter, on: torch.Tensor) -> None:
         """Zero the gradient of a bias feeding a batch norm, in members where the norm is on: the norm subtracts
@@ -302,7 +304,15 @@ class FuncModel(MemberModel):
         for m in self._keyed:
             m.step = ctx.step
         self.base.train(ctx.train)
-        return self._run(x, *self._state(ctx), self.mode)
+        if self.mode == "loop" or ctx.train in self._ran:
+            return self._run(x, *self._state(ctx), self.mode)
+        try:  # the first batched call in each mode: where vmap fails on real data after all, loop instead
+            out = self._run(x, *self._state(ctx), "batched")
+        except Exception as e:  # noqa: BLE001
+            self.mode = self._fall_back(e)
+            return self._run(x, *self._state(ctx), "loop")
+        self._ran.add(ctx.train)
+        return out
 
     def _run(self, x, params, buffers, mode: str) -> torch.Tensor:
         shared = x.dim() == self.n_in + 1
@@ -338,12 +348,18 @@ class FuncModel(MemberModel):
                     self._run(x if train else x[0], params, buffers, "batched")
             return "batched"
         except Exception as e:  # noqa: BLE001 - any failure of vmap means: run the members one by one
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            log.warning("%s: torch.func.vmap cannot run this module (%s); its members run one after another",
-                        self.label, why[:200])  # fmt: skip
-            return "loop"
+            return self._fall_back(e)
         finally:
             self.k = old_k
+
+    def _fall_back(self, e: Exception) -> str:
+        """ "loop", said once per module and process (a sweep builds many populations of it)."""
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        if self.label not in _FELL_BACK:
+            _FELL_BACK.add(self.label)
+            log.warning("%s: torch.func.vmap cannot run this module (%s); its members run one after another",
+                        self.label, why)  # fmt: skip
+        return "loop"
 
     # ---- views the regularizers use ----
 
