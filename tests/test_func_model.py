@@ -219,6 +219,14 @@ def test_batch_norm_slot_is_the_network_without_it_where_off_and_on_everywhere_w
     out.sum().backward()  # the bias feeding an active norm gets no gradient (its exact gradient is zero)
     bias = model.biases[0]
     assert bias.grad[1].abs().max() == 0 and bias.grad[0].abs().max() > 0
+
+    # traced, not guessed from the registration order: a bias behind a ReLU keeps its gradient
+    def after_relu():
+        return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.BatchNorm1d(16), nn.Linear(16, 3))
+
+    relu_first = _model(after_relu, [5, 6], batch_norm=[False, True])
+    relu_first(x, _ctx([5, 6])).sum().backward()
+    assert relu_first.biases[0].grad[1].abs().max() > 0
     kept = FuncModel(_mlp(bn=True), (10,), "table", 3, _gens([5, 6]), _hints(2), keep_norm=True)
     torch.testing.assert_close(kept(x, _ctx([5, 6]))[1], out[1])  # on where the regularizer is off
     running = kept.state_dict()["1__norm__running_mean"]

@@ -155,26 +155,57 @@ def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
 
 def install_slots(module: nn.Module) -> dict[str, list[str]]:
     """Put keyed dropout and switchable batch norm in place of the module's own layers, in place. Returns the
-    slots' module names by kind ("dropout", "batch_norm", "residual"), and "follows": for each batch norm, the
-    bias of a Linear/Conv registered just before it (its gradient is zeroed where the norm is on)."""
-    found: dict[str, list[str]] = {"dropout": [], "batch_norm": [], "residual": [], "follows": []}
-    previous, previous_name = None, ""  # the last leaf layer with parameters, in registration order
+    slots' module names by kind: "dropout", "batch_norm", "residual"."""
+    found: dict[str, list[str]] = {"dropout": [], "batch_norm": [], "residual": []}
     for name, m in list(module.named_modules()):
         if isinstance(m, DROPOUTS):
             _replace(module, name, KeyedDropout(type(m) is not nn.Dropout, f"dropout.{name}"))
             found["dropout"].append(name)
         elif isinstance(m, BATCH_NORMS):
-            feeds = isinstance(previous, (nn.Linear, nn.modules.conv._ConvNd)) and previous.bias is not None
-            feeds = feeds and previous.bias.shape[0] == m.num_features
-            found["follows"].append(_join(previous_name, "bias") if feeds else "")
             _replace(module, name, SlotNorm(m))
             found["batch_norm"].append(name)
         elif isinstance(m, StochasticDepth):
             m.keyed.stream = rng.stream_id(f"stochastic_depth.{name}")
             found["residual"].append(name)
-        if not list(m.children()) and any(True for _ in m.parameters(recurse=False)):
-            previous, previous_name = m, name
     return found
+
+
+def biases_into_norms(module: nn.Module, input_shape) -> list[str]:
+    """The biases of the Linear and Conv layers whose output is, unchanged, the input of a batch norm: traced on a
+    batch of 2 (a module's registration order need not be its forward's). Their exact gradient is zero where
+    the norm is on, as it subtracts the batch mean."""
+    names = {m: n for n, m in module.named_modules()}
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}  # the tensor kept, so that its id is not reused
+    found: list[str] = []
+
+    def after(m, inputs, out):
+        outputs[id(out)] = (names[m], out)
+
+    def before(m, inputs):
+        src = outputs.get(id(inputs[0])) if inputs else None
+        if src is not None and src[1] is inputs[0]:
+            found.append(_join(src[0], "bias"))
+
+    hooks = []
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.bias is not None:
+            hooks.append(m.register_forward_hook(after))
+        elif isinstance(m, BATCH_NORMS):
+            hooks.append(m.register_forward_pre_hook(before))
+    x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0))
+    saved = {n: b.clone() for n, b in module.named_buffers()}  # the trace must not move running statistics
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            module.train()(x)
+    except Exception:  # noqa: BLE001 - nothing found: the forward's own failure is reported where it runs
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+        with torch.no_grad():
+            for n, b in module.named_buffers():
+                b.copy_(saved[n])
+    return list(dict.fromkeys(found))
 
 
 def _join(*parts: str) -> str:
@@ -218,6 +249,7 @@ class FuncModel(MemberModel):
         for m in members:
             self.slots = install_slots(m)
         base = members[0]
+        feeding = biases_into_norms(base, input_shape) if self.slots["batch_norm"] else []
 
         # every parameter and buffer stacked [K, ...] under the user's names, dots as "__"
         self._param_names: list[tuple[str, str]] = []  # (name in the user's module, attribute here)
@@ -273,9 +305,8 @@ class FuncModel(MemberModel):
                 self.weights.append(p)
             else:
                 self.biases.append(p)
-        for bias in self.slots["follows"]:
-            if bias and norm_on.any():
-                self._zero_grad_where_on(getattr(self, _attr(bias)), norm_on)
+        for bias in feeding if norm_on.any() else []:
+            self._zero_grad_where_on(getattr(self, _attr(bias)), norm_on)
         self.mode = "batched" if k == 1 else self._probe(input_shape)
         self._ran: set[bool] = set()  # modes (train, eval) vmap has run real data in
 
