@@ -305,19 +305,18 @@ class FuncModel(MemberModel):
                 self.weights.append(p)
             else:
                 self.biases.append(p)
+        self.register_buffer("_norm_on", norm_on.clone(), persistent=False)
         for bias in feeding if norm_on.any() else []:
-            self._zero_grad_where_on(getattr(self, _attr(bias)), norm_on)
+            self._zero_grad_where_on(getattr(self, _attr(bias)))
         self.mode = "batched" if k == 1 else self._probe(input_shape)
         self._ran: set[bool] = set()  # modes (train, eval) vmap has run real data in
 
-    def _zero_grad_where_on(self, bias: nn.Parameter, on: torch.Tensor) -> None:
+    def _zero_grad_where_on(self, bias: nn.Parameter) -> None:
         """Zero the gradient of a bias feeding a batch norm, in members where the norm is on: the norm subtracts
         the batch mean, so the exact gradient is zero; the computed one is rounding noise that Adam would turn
         into lr-sized steps, different with the population's size (as MemberBatchNorm.follows)."""
-        key = f"_norm_on_{len(self._buffer_names)}_{id(bias)}"
-        self.register_buffer(key, on.clone(), persistent=False)
         k = self.k
-        bias.register_hook(lambda g: g.reshape(k, -1).masked_fill(getattr(self, key).view(-1, 1), 0.0).view_as(g))
+        bias.register_hook(lambda g: g.reshape(k, -1).masked_fill(self._norm_on.view(-1, 1), 0.0).view_as(g))
 
     # ---- forward ----
 
@@ -367,8 +366,9 @@ class FuncModel(MemberModel):
         x = torch.randn((2, 2, *input_shape), generator=torch.Generator().manual_seed(0))
         seeds = torch.zeros(2, dtype=torch.int64)
         params, buffers = self._state(Context(seeds=seeds))
-        params = {n: t[:2].detach().clone() for n, t in params.items()}
-        buffers = {n: t[:2].clone() for n, t in buffers.items()}
+        copies: dict[int, torch.Tensor] = {}  # one copy per tensor: tied names stay tied
+        params = {n: copies.setdefault(id(t), t[:2].detach().clone()) for n, t in params.items()}
+        buffers = {n: copies.setdefault(id(t), t[:2].clone()) for n, t in buffers.items()}
         old_k, self.k = self.k, 2
         try:
             for train in (True, False):
