@@ -170,6 +170,20 @@ def install_slots(module: nn.Module) -> dict[str, list[str]]:
     return found
 
 
+def places(module: nn.Module, keep_norm: bool = False) -> frozenset[str]:
+    """The slots (MemberModel.offers) a module's layers give: "dropout", "batch_norm" (unless kept on in every
+    member), "residual" (StochasticDepth)."""
+    found = set()
+    for m in module.modules():
+        if isinstance(m, DROPOUTS):
+            found.add("dropout")
+        elif isinstance(m, BATCH_NORMS) and not keep_norm:
+            found.add("batch_norm")
+        elif isinstance(m, StochasticDepth):
+            found.add("residual")
+    return frozenset(found)
+
+
 def biases_into_norms(module: nn.Module, input_shape) -> list[str]:
     """The biases of the Linear and Conv layers whose output is, unchanged, the input of a batch norm: traced on a
     batch of 2 (a module's registration order need not be its forward's). Their exact gradient is zero where
