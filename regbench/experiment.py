@@ -61,16 +61,19 @@ def check_kind(spec: Spec, kind: str, input_shape: tuple[int, ...] = (), n_class
         reg = regularizers.get(name)
         if kind not in reg.kinds:
             raise UsageError(f"regularizers.{name}: needs {' or '.join(reg.kinds)} data, got {kind} data")
-    offers = None
+    # asked whatever the regularizers: model=torch builds the user's module here, so a constructor that fails or
+    # logits of the wrong shape are refused before any job starts
+    offers = model.offers(spec.model, tuple(input_shape), kind, n_classes)
     for name, cfg in spec.regularizers.items():
         needs = regularizers.get(name).needs(cfg)
         if needs:
-            offers = offers if offers is not None else model.offers(spec.model, tuple(input_shape), kind, n_classes)
             missing = sorted(needs - offers)
             if missing:
+                target = getattr(spec.model, "target", None)  # model=torch: the user's module, named
+                label = f"model={spec.model.name}" + (f" (model.target={target})" if target else "")
                 fits = "|".join(n for n, e in models.MODELS.items() if needs <= e.cls.offers(None, (), kind, 0))
                 raise UsageError(
-                    f"regularizers.{name}: model={spec.model.name} has {PLACES.get(missing[0], missing[0])} for it "
+                    f"regularizers.{name}: {label} has {PLACES.get(missing[0], missing[0])} for it "
                     f"to act on" + (f"; models that have: {fits}" if fits else "")
                 )
 

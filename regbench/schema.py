@@ -102,6 +102,10 @@ def _coerce(key: str, value, tp):
         return [_coerce(f"{key}[{i}]", v, inner) for i, v in enumerate(value)]
     if tp is Any:
         return value
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise UsageError(f"{key}={value!r}: must be a mapping, e.g. {{a: 1}} or +{key}.a=1")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

@@ -116,7 +116,7 @@ CASES = [
     ),
     (["dataset=digits", "trainer.batch_size=2000"], "trainer.batch_size=2000: larger than the training split (1294)"),
     # a model or regularizer that needs a spatial axis, on a table
-    (["dataset=moons", "model=cnn"], "model=cnn: needs sequence or image data, got table data; use model=mlp"),
+    (["dataset=moons", "model=cnn"], "model=cnn: needs sequence or image data, got table data; use model=mlp|torch"),
     (
         ["dataset=blobs", "regularizers=[l2,cutout]"],
         "regularizers.cutout: needs sequence or image data, got table data",
@@ -297,7 +297,7 @@ def test_per_job_checkpoints_are_accepted_by_a_per_job_launcher():
 def test_a_cnn_on_table_data_is_refused_by_the_real_command_before_any_folder(tmp_path):
     """The refusal comes from the checks before Hydra starts, not from a job that fails (exit 1, a failure folder)."""
     r = run_cli("run", "-m", "dataset=moons", "model=mlp,cnn", "trainer.progress=off", cwd=tmp_path)
-    expected = "regbench: error: model=cnn: needs sequence or image data, got table data; use model=mlp\n"
+    expected = "regbench: error: model=cnn: needs sequence or image data, got table data; use model=mlp|torch\n"
     assert (r.returncode, r.stderr, r.stdout) == (2, expected, "")
     assert list(tmp_path.iterdir()) == []
 

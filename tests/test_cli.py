@@ -54,7 +54,7 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
             "dataset: unknown name 'imagenet'; known: blobs, cifar10, csv, digits, fashion_mnist, mnist, mnist1d, "
             "moons, npz",
         ),
-        (["model=transformer"], "model: unknown name 'transformer'; known: cnn, mlp"),
+        (["model=transformer"], "model: unknown name 'transformer'; known: cnn, mlp, torch"),
         (["-m", "regularizers=[l1],[bogus]"], f"regularizers: unknown name 'bogus'; known: {KNOWN_REGS}"),
         (["regularizers.dropout.p=1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),
         (["-m", "regularizers.dropout.p=0.1,1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),

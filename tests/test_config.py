@@ -22,11 +22,13 @@ def test_every_yaml_option_has_a_registered_schema():
 
 # Datasets that read the user's own file need its path; validation does not open it.
 REQUIRED = {"csv": ["dataset.path=data.csv"], "npz": ["dataset.path=data.npz"]}
+# model=torch needs the user's module (validation imports it)
+REQUIRED["torch"] = ["model.target=regbench.models.examples:SmallConvNet"]
 
 
 @pytest.mark.parametrize("dataset,model,regs", list(itertools.product(data.DATASETS, models.MODELS, REG_CHOICES)))
 def test_every_combination_composes_and_validates(compose_cfg, dataset, model, regs):
-    required = REQUIRED.get(dataset, [])
+    required = REQUIRED.get(dataset, []) + REQUIRED.get(model, [])
     cfg = compose_cfg(f"dataset={dataset}", f"model={model}", f"regularizers=[{','.join(regs)}]", *required)
     spec = validate_config(cfg)
     assert spec.dataset.name == dataset

@@ -10,6 +10,7 @@ from regbench.models.base import MemberModel, ModelHints
 from regbench.models.cnn import CNN, CnnConfig
 from regbench.models.layers import Context
 from regbench.models.mlp import MLP, MlpConfig
+from regbench.models.torch_model import TorchConfig, TorchModel
 
 
 class ModelEntry(NamedTuple):
@@ -21,6 +22,7 @@ class ModelEntry(NamedTuple):
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(MlpConfig, MLP, "multi-layer perceptron, ReLU (any data kind)"),
     "cnn": ModelEntry(CnnConfig, CNN, "convolutional net: 1-D for sequences, 2-D for images"),
+    "torch": ModelEntry(TorchConfig, TorchModel, "your own nn.Module (model.target=package.module:Class)"),
 }
 
 

@@ -294,6 +294,7 @@ class Training:
         # Under torch.compile and in a CUDA graph the step number is a device tensor the step increments itself, so
         # the compiled code neither recompiles per step nor syncs, and a replayed graph sees the step it is at
         self.graphed = self.fast and torch.device(device).type == "cuda" and trainer.cuda_graph and not trainer.compile
+        self.graphed = self.graphed and getattr(self.model, "graphable", True)  # not a user's module (models/func.py)
         self.step_t = None
 
     def _step_and_optimizer(self):

@@ -1,0 +1,280 @@
+"""model=torch: the user's own nn.Module as a member population (models/func.py, models/torch_model.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from torch import nn
+
+from regbench import data, rng
+from regbench.config import validate_config
+from regbench.models.base import ModelHints
+from regbench.models.examples import ResidualMLP
+from regbench.models.func import FuncModel, StochasticDepth, keyed_uniform
+from regbench.models.layers import Context
+from regbench.train.engine import train_population
+from regbench.train.population import members_for
+
+from .conftest import TINY, run_cli
+
+CONV = ["model=torch", "model.target=regbench.models.examples:SmallConvNet", "+model.kwargs.channels=4"]
+
+
+DIGITS = ["dataset=digits", "trainer.epochs=1", "trainer.seeds=2", "trainer.progress=off"]
+
+
+def _spec(compose_cfg, *overrides):
+    small = DIGITS if "dataset=digits" in overrides else TINY
+    return validate_config(compose_cfg(*small, *overrides))
+
+
+def _gens(seeds):
+    return [rng.generator(s, "init") for s in seeds]
+
+
+def _hints(k, **kw):
+    h = ModelHints.plain(k)
+    for name, v in kw.items():
+        setattr(h, name, torch.tensor(v))
+    return h
+
+
+def _model(make, seeds, input_shape=(10,), **hints):
+    return FuncModel(make, input_shape, "table", 3, _gens(seeds), _hints(len(seeds), **hints))
+
+
+def _ctx(seeds, train=True, step=0):
+    return Context(seeds=torch.tensor(seeds), step=step, train=train)
+
+
+def _mlp(dropout=False, bn=False):
+    def make():
+        layers = [nn.Linear(10, 16)] + ([nn.BatchNorm1d(16)] if bn else []) + [nn.ReLU()]
+        return nn.Sequential(*layers, *([nn.Dropout(0.9)] if dropout else []), nn.Linear(16, 3))
+
+    return make
+
+
+# ---- a member in a population equals the member alone ----
+
+
+@pytest.mark.parametrize("data_args", [["dataset=digits", "trainer.batch_size=200"], ["dataset=mnist1d"]])
+def test_member_in_population_matches_member_trained_alone(compose_cfg, data_args):
+    spec = _spec(compose_cfg, *data_args, *CONV, "trainer.epochs=1", "regularizers=[dropout,batch_norm,l2]")
+    splits = data.load(spec.dataset)
+    members = members_for(spec)  # 2 baseline + 2 regularized
+    together = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    for j in (1, 2):
+        alone = train_population(splits, spec.model, spec.trainer, [members[j]], "cpu")
+        torch.testing.assert_close(alone.final[0], together.final[j], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(together.final[0], together.final[2])  # the regularized arm differs
+
+
+def test_members_start_from_their_own_seed_and_the_module_own_initialization():
+    a, b = _model(_mlp(), [3, 4]), _model(_mlp(), [4])
+    torch.testing.assert_close(a.weights[0][1], b.weights[0][0], rtol=0, atol=0)
+    assert not torch.equal(a.weights[0][0], a.weights[0][1])
+    assert [tuple(w.shape) for w in a.weights] == [(2, 16, 10), (2, 3, 16)] and len(a.biases) == 2
+    assert a.weight_rows(a.weights[0]).shape == (2, 16, 10)
+
+
+# ---- dropout slot ----
+
+
+def test_keyed_uniform_draws_the_bits_of_the_rng_streams():
+    seeds = torch.tensor([5, 2**40 + 3])
+    ref = rng.Stream(seeds, rng.stream_id("dropout.x")).uniform(7, (4, 6))
+    for k in range(2):
+        got = keyed_uniform(seeds[k], 7, rng.stream_id("dropout.x"), (4, 6), "cpu")
+        torch.testing.assert_close(got, ref[k], rtol=0, atol=0)
+
+
+def test_dropout_slot_takes_the_regularizer_p_keyed_by_seed_identity_at_eval():
+    x = torch.randn(3, 64, 10)
+    model = _model(_mlp(dropout=True), [5, 6, 7], dropout=[0.0, 0.5, 0.5])
+    plain = _model(_mlp(), [5, 6, 7])  # the same weights without the layer (no parameters of its own)
+    with torch.no_grad():
+        out = model(x, _ctx([5, 6, 7]))
+        ref = plain(x, _ctx([5, 6, 7]))
+        torch.testing.assert_close(model(x[0], _ctx([5, 6, 7], train=False)), plain(x[0], _ctx([5, 6, 7], False)))
+        torch.testing.assert_close(out[0], ref[0], rtol=0, atol=0)  # p = 0: the user's 0.9 is not used
+        assert not torch.allclose(out[1], ref[1])
+        # member of seed 7 alone, and in another population: the same mask
+        alone = _model(_mlp(dropout=True), [7], dropout=[0.5])(x[2:], _ctx([7]))
+        other = _model(_mlp(dropout=True), [7, 1], dropout=[0.5, 0.2])(x[[2, 0]], _ctx([7, 1]))
+        torch.testing.assert_close(alone[0], out[2], rtol=0, atol=1e-6)
+        torch.testing.assert_close(other[0], out[2], rtol=0, atol=1e-6)
+        assert not torch.allclose(model(x, _ctx([5, 6, 7], step=1))[2], out[2])  # a new mask every step
+
+
+def test_the_loop_fallback_gives_the_numbers_of_the_batched_run():
+    x = torch.randn(3, 32, 10)
+    model = _model(_mlp(dropout=True, bn=True), [5, 6, 7], dropout=[0.0, 0.5, 0.5], batch_norm=[False, True, True])
+    assert model.mode == "batched"
+    batched = model(x, _ctx([5, 6, 7]))
+    stats = model.state_dict()["1__norm__running_mean"].clone()
+    looped_model = _model(_mlp(dropout=True, bn=True), [5, 6, 7], dropout=[0.0, 0.5, 0.5], batch_norm=[0, 1, 1])
+    looped_model.mode = "loop"
+    torch.testing.assert_close(looped_model(x, _ctx([5, 6, 7])), batched, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(looped_model.state_dict()["1__norm__running_mean"], stats)
+
+
+def test_a_module_vmap_cannot_run_trains_member_by_member_and_equals_the_member_alone(compose_cfg, caplog):
+    args = ["model=torch", "model.target=tests.byo_model:Branchy", "regularizers=[dropout]", "trainer.epochs=1"]
+    spec = _spec(compose_cfg, *args)
+    splits, members = data.load(spec.dataset), members_for(spec)
+    with caplog.at_level(logging.WARNING, logger="regbench"):
+        together = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    (line,) = [r.getMessage() for r in caplog.records if "vmap" in r.getMessage()]
+    assert line.startswith("model.target=tests.byo_model:Branchy: torch.func.vmap cannot run this module")
+    alone = train_population(splits, spec.model, spec.trainer, [members[3]], "cpu")
+    torch.testing.assert_close(alone.final[0], together.final[3], rtol=1e-5, atol=1e-5)
+
+
+# ---- batch norm slot ----
+
+
+def test_batch_norm_slot_is_the_network_without_it_where_off_and_on_everywhere_with_keep_norm():
+    x = torch.randn(2, 32, 10)
+    model = _model(_mlp(bn=True), [5, 6], batch_norm=[False, True])
+    plain = _model(_mlp(), [5, 6])
+    out, ref = model(x, _ctx([5, 6])), plain(x, _ctx([5, 6]))
+    torch.testing.assert_close(out[0], ref[0], rtol=0, atol=0)
+    assert not torch.allclose(out[1], ref[1])
+    assert len(model.norms) == 2 and model.norms[0].shape == (2, 16)
+    out.sum().backward()  # the bias feeding an active norm gets no gradient (its exact gradient is zero)
+    bias = model.biases[0]
+    assert bias.grad[1].abs().max() == 0 and bias.grad[0].abs().max() > 0
+    kept = FuncModel(_mlp(bn=True), (10,), "table", 3, _gens([5, 6]), _hints(2), keep_norm=True)
+    torch.testing.assert_close(kept(x, _ctx([5, 6]))[1], out[1])  # on where the regularizer is off
+    running = kept.state_dict()["1__norm__running_mean"]
+    assert running.shape == (2, 16) and not torch.equal(running[0], running[1])  # per member statistics
+
+
+# ---- stochastic depth ----
+
+
+def test_stochastic_depth_decays_linearly_drops_rows_and_is_the_identity_at_eval():
+    model = FuncModel(
+        lambda: ResidualMLP(10, 3, width=8, blocks=4),
+        (10,),
+        "table",
+        3,
+        _gens([1, 2]),
+        _hints(2, stochastic_depth=[0.0, 0.8]),
+    )
+    ps = [getattr(model, f"drop_paths__{i}__keyed__p") for i in range(4)]
+    torch.testing.assert_close(torch.stack(ps)[:, 1], torch.tensor([0.2, 0.4, 0.6, 0.8]))
+    assert all(p[0] == 0 for p in ps)
+
+    sd = StochasticDepth(0.3)  # outside regbench: torch's RNG
+    x = torch.ones(20000, 4)
+    assert sd.eval()(x) is x
+    y = sd.train()(x)
+    dropped = (y[:, 0] == 0).float().mean().item()
+    assert abs(dropped - 0.3) < 0.02 and torch.equal(y[:, 0:1].expand_as(y), y)  # whole rows
+    torch.testing.assert_close(y[y > 0], torch.full_like(y[y > 0], 1 / 0.7))
+
+    keyed = FuncModel(
+        lambda: StochasticDepth(), (4,), "table", 4, _gens([1, 2]), _hints(2, stochastic_depth=[0.0, 0.3])
+    )
+    out = keyed(torch.ones(2, 20000, 4), _ctx([1, 2]))
+    assert torch.equal(out[0], torch.ones(20000, 4))
+    assert abs((out[1, :, 0] == 0).float().mean().item() - 0.3) < 0.02
+
+
+# ---- refusals, before anything runs ----
+
+
+@pytest.fixture
+def invoke(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REGBENCH_DEBUG", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def _invoke(*args):
+        result = CliRunner().invoke(app, ["run", "model=torch", "dataset.num_samples=600", *args])
+        assert not (tmp_path / "results").exists()
+        return result
+
+    return _invoke
+
+
+REFUSALS = [
+    ([], "model.target: missing; name your nn.Module as model.target=package.module:Class"),
+    (["model.target=nowhere.at_all:Net"], "model.target='nowhere.at_all:Net': cannot import nowhere.at_all "),
+    (["model.target=tests.byo_model"], "model.target='tests.byo_model': must be package.module:Class"),
+    (["model.target=tests.byo_model:Nope"], "model.target='tests.byo_model:Nope': tests.byo_model has no Nope"),
+    (["model.target=tests.byo_model:NotAModule"], "model.target='tests.byo_model:NotAModule': not an nn.Module"),
+    (
+        ["model.target=tests.byo_model:Broken"],
+        "model.target=tests.byo_model:Broken: the constructor failed (ValueError: no such layer size)",
+    ),
+    (
+        ["model.target=tests.byo_model:WrongShape"],
+        "model.target=tests.byo_model:WrongShape: returns [2, 1, 10] for a batch of shape [2, 40]; needs [2, 10]",
+    ),
+    (
+        ["model.target=tests.byo_model:Plain", "regularizers=[dropout]"],
+        "regularizers.dropout: model=torch (model.target=tests.byo_model:Plain) has no layers that drop",
+    ),
+    (
+        ["model.target=tests.byo_model:Plain", "regularizers=[batch_norm]"],
+        "regularizers.batch_norm: model=torch (model.target=tests.byo_model:Plain) has no normalization layers",
+    ),
+    (
+        [*CONV[1:], "model.keep_norm=true", "regularizers=[batch_norm]"],
+        "regularizers.batch_norm: model=torch (model.target=regbench.models.examples:SmallConvNet) has no norm",
+    ),
+    (
+        ["model.target=tests.byo_model:Plain", "regularizers.dropout.input_p=0.1"],
+        "regularizers.dropout: model=torch (model.target=tests.byo_model:Plain) has no layers that drop",
+    ),
+    (["model.target=tests.byo_model:Plain", "model.kwargs=3"], "model.kwargs=3: must be a mapping"),
+]
+
+
+@pytest.mark.parametrize("args,message", REFUSALS, ids=[" ".join(a) or "none" for a, _ in REFUSALS])
+def test_a_module_the_engine_cannot_train_is_refused_in_one_line(invoke, args, message):
+    r = invoke(*args)
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.startswith(f"regbench: error: {message}") and r.stderr.count("\n") == 1
+
+
+# ---- bring your own model: the README's example, through the real CLI ----
+
+BYO = """
+import torch
+from torch import nn
+
+
+class TinyNet(nn.Module):
+    def __init__(self, in_features: int, num_classes: int, hidden: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+"""
+
+
+def test_bring_your_own_model_through_the_cli(tmp_path):
+    (tmp_path / "my_models.py").write_text(BYO)
+    args = ["model=torch", "model.target=my_models:TinyNet", "+model.kwargs.hidden=24", "regularizers=[dropout,l2]"]
+    r = run_cli("run", *DIGITS, *args, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (path,) = tmp_path.glob("results/jobs/*/result.json")
+    record = json.loads(path.read_text())
+    assert record["job"]["model"] == "torch"
+    assert record["provenance"]["config"]["model"]["kwargs"] == {"hidden": 24}
+    assert [m["arm"] for m in record["members"]] == ["baseline"] * 2 + ["dropout+l2"] * 2
+    assert all(m["final"]["train_acc"] > 0.3 for m in record["members"])
