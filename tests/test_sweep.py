@@ -304,3 +304,12 @@ def test_a_sweep_expands_in_the_basic_sweepers_order():
     assert jobs == [["a=5", "b=x", "c=0"], ["a=5", "b=x", "c=1"], ["a=6", "b=x", "c=0"], ["a=6", "b=x", "c=1"]]
     with pytest.raises(UsageError, match=r"^a=interval\(0,1\): an interval sweeps nothing"):
         preflight.sweep_jobs(parse(["a=interval(0,1)"]))
+
+
+def test_singles_on_resnet_take_stochastic_depth_cells():
+    """The ResNet has residual blocks but no dropout layers, and with norm=batch no batch norm to switch."""
+    every = ["-m", "experiment=singles", "dataset=digits", "model=resnet", "+experiment/single=glob(*)"]
+    with pytest.raises(UsageError, match=r"exclude=\[batch_norm\*,dropout\*\]\)'$"):
+        preflight.check(every)
+    jobs = preflight.check([*every, "model.norm=none", "+experiment/single=glob(*,exclude=dropout*)"])
+    assert jobs == len(regularizers.singles_cells()) - len(regularizers.get("dropout").singles)
