@@ -54,6 +54,19 @@ def test_any_image_size_gives_one_logit_per_class(net, shape):
     assert out.shape == (2, 7)
 
 
+@pytest.mark.parametrize("cfg", [ResNetConfig(norm="none"), VggConfig(norm="none"), ResNetConfig(), VggConfig()])
+def test_what_a_model_offers_the_regularizers_is_what_its_network_has(cfg):
+    """offers() is declared, not found by building the network: check the declaration against the layers."""
+    entry = models.get(cfg.name)
+    net = entry.cls.module(cfg, (3, 32, 32), 10)
+    has = {
+        "dropout": any(isinstance(m, nn.Dropout) for m in net.modules()),
+        "residual": any(isinstance(m, StochasticDepth) for m in net.modules()),
+        "batch_norm": any(isinstance(m, nn.BatchNorm2d) for m in net.modules()) and cfg.norm == "none",
+    }
+    assert entry.cls.offers(cfg, (3, 32, 32), "image", 10) == {place for place, there in has.items() if there}
+
+
 def _build(cfg, hints: ModelHints, seeds, shape=(1, 8, 8)):
     return models.build(cfg, shape, "image", 10, seeds, hints)
 
