@@ -145,6 +145,16 @@ def test_stochastic_depth_is_refused_on_models_without_residual_blocks(model):
     assert str(e.value) == _refusal(model)
 
 
+def test_batch_norm_on_a_resnet_with_its_own_batch_norm_is_refused_naming_the_option_that_frees_it():
+    with pytest.raises(UsageError) as e:
+        preflight.check(["dataset=digits", "model=resnet", "regularizers=[batch_norm]"])
+    assert str(e.value) == (
+        "regularizers.batch_norm: model=resnet has no normalization layers it can switch (nn.BatchNorm*) for it to "
+        "act on (model.norm=none gives it some); models that have: mlp|cnn|resnet|vgg|torch"
+    )
+    assert preflight.check(["dataset=digits", "model=resnet", "model.norm=none", "regularizers=[batch_norm]"]) == 1
+
+
 @pytest.mark.slow  # a subprocess: 7-8 s on the shared CI machine
 def test_stochastic_depth_on_the_mlp_is_refused_by_the_real_command_before_any_folder(tmp_path):
     r = run_cli("run", "dataset=digits", "regularizers=[stochastic_depth]", cwd=tmp_path)

@@ -134,6 +134,7 @@ class _ImageModel(FuncModel):
 
     kinds = ("image",)
     places: frozenset[str]  # what the network has besides its batch norm layers
+    offered_with = {"batch_norm": "model.norm=none"}
 
     @staticmethod
     def module(cfg, input_shape, n_classes: int) -> nn.Module:
