@@ -9,16 +9,18 @@ import pytest
 import torch
 from torch import nn
 
-from regbench import data, rng
+from regbench import data, rng, sweep
 from regbench.config import validate_config
+from regbench.models import func
 from regbench.models.base import ModelHints
 from regbench.models.examples import ResidualMLP
 from regbench.models.func import FuncModel, StochasticDepth, keyed_uniform
 from regbench.models.layers import Context
+from regbench.train import checkpoint
 from regbench.train.engine import train_population
 from regbench.train.population import members_for
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, Interrupt, StopAt, run_cli
 
 CONV = ["model=torch", "model.target=regbench.models.examples:SmallConvNet", "+model.kwargs.channels=4"]
 
@@ -81,6 +83,47 @@ def test_members_start_from_their_own_seed_and_the_module_own_initialization():
     assert a.weight_rows(a.weights[0]).shape == (2, 16, 10)
 
 
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(10, 10), nn.Linear(10, 10)
+        self.b.weight = self.a.weight
+
+    def forward(self, x):
+        return self.b(self.a(x).relu())
+
+
+@pytest.mark.parametrize("mode", ["batched", "loop"])
+def test_tied_weights_stay_one_tensor_per_member(mode):
+    model = _model(Tied, [1, 2])
+    model.mode = mode
+    assert [n for n, _ in model.named_parameters()] == ["a__weight", "a__bias", "b__bias"]
+    x = torch.randn(2, 4, 10)
+    out = model(x, _ctx([1, 2]))
+    w = model.a__weight.detach().clone().requires_grad_()
+    a, b = model.a__bias.detach(), model.b__bias.detach()
+    ref = torch.stack([(x[k] @ w[k].T + a[k]).relu() @ w[k].T + b[k] for k in range(2)])
+    torch.testing.assert_close(out, ref)
+    out.sum().backward()
+    ref.sum().backward()
+    torch.testing.assert_close(model.a__weight.grad, w.grad)  # one gradient, from both uses
+
+
+def test_plain_path_and_a_checkpoint_resume_train_the_same_members(compose_cfg, tmp_path):
+    args = [*CONV, "regularizers=[dropout,batch_norm,max_norm]", "trainer.epochs=3"]
+    spec = _spec(compose_cfg, *args)
+    splits, members = data.load(spec.dataset), members_for(spec)
+    whole = train_population(splits, spec.model, spec.trainer, members, "cpu")
+    plain = _spec(compose_cfg, *args, "trainer.fast=false")
+    torch.testing.assert_close(train_population(splits, plain.model, plain.trainer, members, "cpu").final, whole.final)
+    ck = checkpoint.Checkpointing(tmp_path / "checkpoint.pt", every=1, key="run")
+    with pytest.raises(Interrupt):
+        train_population(splits, spec.model, spec.trainer, members, "cpu", StopAt(2), ck)
+    resumed = train_population(splits, spec.model, spec.trainer, members, "cpu", None, ck)
+    assert resumed.history == whole.history and torch.equal(resumed.final, whole.final)
+    assert sweep.member_bytes(spec, splits) > 0
+
+
 # ---- dropout slot ----
 
 
@@ -122,7 +165,35 @@ def test_the_loop_fallback_gives_the_numbers_of_the_batched_run():
     torch.testing.assert_close(looped_model.state_dict()["1__norm__running_mean"], stats)
 
 
-def test_a_module_vmap_cannot_run_trains_member_by_member_and_equals_the_member_alone(compose_cfg, caplog):
+class LateBranch(nn.Module):
+    """Data-dependent control flow only for batches above 2: the build's probe passes, real data do not."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(10, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        if x.shape[0] > 2 and h.sum() > 0:
+            h = h * 1.0
+        return h
+
+
+def test_a_module_vmap_fails_on_at_its_first_real_batch_runs_member_by_member(monkeypatch, caplog):
+    monkeypatch.setattr(func, "_FELL_BACK", set())
+    model = _model(LateBranch, [1, 2])
+    assert model.mode == "batched"
+    x = torch.randn(2, 8, 10)
+    with caplog.at_level(logging.WARNING, logger="regbench"):
+        out = model(x, _ctx([1, 2]))
+        _model(LateBranch, [1, 2])(x, _ctx([1, 2]))  # said once per module
+    assert model.mode == "loop" and len([r for r in caplog.records if "vmap" in r.getMessage()]) == 1
+    ref = torch.stack([x[k] @ model.a__weight[k].T + model.a__bias[k] for k in range(2)])
+    torch.testing.assert_close(out, ref)
+
+
+def test_a_module_vmap_cannot_run_trains_member_by_member_and_equals_the_member_alone(compose_cfg, caplog, monkeypatch):
+    monkeypatch.setattr(func, "_FELL_BACK", set())
     args = ["model=torch", "model.target=tests.byo_model:Branchy", "regularizers=[dropout]", "trainer.epochs=1"]
     spec = _spec(compose_cfg, *args)
     splits, members = data.load(spec.dataset), members_for(spec)
@@ -148,6 +219,14 @@ def test_batch_norm_slot_is_the_network_without_it_where_off_and_on_everywhere_w
     out.sum().backward()  # the bias feeding an active norm gets no gradient (its exact gradient is zero)
     bias = model.biases[0]
     assert bias.grad[1].abs().max() == 0 and bias.grad[0].abs().max() > 0
+
+    # traced, not guessed from the registration order: a bias behind a ReLU keeps its gradient
+    def after_relu():
+        return nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.BatchNorm1d(16), nn.Linear(16, 3))
+
+    relu_first = _model(after_relu, [5, 6], batch_norm=[False, True])
+    relu_first(x, _ctx([5, 6])).sum().backward()
+    assert relu_first.biases[0].grad[1].abs().max() > 0
     kept = FuncModel(_mlp(bn=True), (10,), "table", 3, _gens([5, 6]), _hints(2), keep_norm=True)
     torch.testing.assert_close(kept(x, _ctx([5, 6]))[1], out[1])  # on where the regularizer is off
     running = kept.state_dict()["1__norm__running_mean"]
@@ -278,3 +357,12 @@ def test_bring_your_own_model_through_the_cli(tmp_path):
     assert record["provenance"]["config"]["model"]["kwargs"] == {"hidden": 24}
     assert [m["arm"] for m in record["members"]] == ["baseline"] * 2 + ["dropout+l2"] * 2
     assert all(m["final"]["train_acc"] > 0.3 for m in record["members"])
+    elsewhere = tmp_path / "typo"
+    elsewhere.mkdir()
+    (elsewhere / "my_models.py").write_text(BYO)
+    r = run_cli("run", *DIGITS, "model=torch", "model.target=my_models:TinyNett", cwd=elsewhere)
+    assert (r.returncode, r.stderr) == (
+        2,
+        "regbench: error: model.target='my_models:TinyNett': my_models has no TinyNett\n",
+    )
+    assert list(elsewhere.iterdir()) == [elsewhere / "my_models.py"]

@@ -33,6 +33,7 @@ from regbench.models.layers import Context
 log = logging.getLogger("regbench")
 
 _MASK32 = 0xFFFFFFFF
+_FELL_BACK: set[str] = set()  # modules whose fallback to a loop was logged
 NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -154,26 +155,71 @@ def _replace(module: nn.Module, name: str, new: nn.Module) -> None:
 
 def install_slots(module: nn.Module) -> dict[str, list[str]]:
     """Put keyed dropout and switchable batch norm in place of the module's own layers, in place. Returns the
-    slots' module names by kind ("dropout", "batch_norm", "residual"), and "follows": for each batch norm, the
-    bias of a Linear/Conv registered just before it (its gradient is zeroed where the norm is on)."""
-    found: dict[str, list[str]] = {"dropout": [], "batch_norm": [], "residual": [], "follows": []}
-    previous, previous_name = None, ""  # the last leaf layer with parameters, in registration order
+    slots' module names by kind: "dropout", "batch_norm", "residual"."""
+    found: dict[str, list[str]] = {"dropout": [], "batch_norm": [], "residual": []}
     for name, m in list(module.named_modules()):
         if isinstance(m, DROPOUTS):
             _replace(module, name, KeyedDropout(type(m) is not nn.Dropout, f"dropout.{name}"))
             found["dropout"].append(name)
         elif isinstance(m, BATCH_NORMS):
-            feeds = isinstance(previous, (nn.Linear, nn.modules.conv._ConvNd)) and previous.bias is not None
-            feeds = feeds and previous.bias.shape[0] == m.num_features
-            found["follows"].append(_join(previous_name, "bias") if feeds else "")
             _replace(module, name, SlotNorm(m))
             found["batch_norm"].append(name)
         elif isinstance(m, StochasticDepth):
             m.keyed.stream = rng.stream_id(f"stochastic_depth.{name}")
             found["residual"].append(name)
-        if not list(m.children()) and any(True for _ in m.parameters(recurse=False)):
-            previous, previous_name = m, name
     return found
+
+
+def places(module: nn.Module, keep_norm: bool = False) -> frozenset[str]:
+    """The slots (MemberModel.offers) a module's layers give: "dropout", "batch_norm" (unless kept on in every
+    member), "residual" (StochasticDepth)."""
+    found = set()
+    for m in module.modules():
+        if isinstance(m, DROPOUTS):
+            found.add("dropout")
+        elif isinstance(m, BATCH_NORMS) and not keep_norm:
+            found.add("batch_norm")
+        elif isinstance(m, StochasticDepth):
+            found.add("residual")
+    return frozenset(found)
+
+
+def biases_into_norms(module: nn.Module, input_shape) -> list[str]:
+    """The biases of the Linear and Conv layers whose output is, unchanged, the input of a batch norm: traced on a
+    batch of 2 (a module's registration order need not be its forward's). Their exact gradient is zero where
+    the norm is on, as it subtracts the batch mean."""
+    names = {m: n for n, m in module.named_modules()}
+    outputs: dict[int, tuple[str, torch.Tensor]] = {}  # the tensor kept, so that its id is not reused
+    found: list[str] = []
+
+    def after(m, inputs, out):
+        outputs[id(out)] = (names[m], out)
+
+    def before(m, inputs):
+        src = outputs.get(id(inputs[0])) if inputs else None
+        if src is not None and src[1] is inputs[0]:
+            found.append(_join(src[0], "bias"))
+
+    hooks = []
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and m.bias is not None:
+            hooks.append(m.register_forward_hook(after))
+        elif isinstance(m, BATCH_NORMS):
+            hooks.append(m.register_forward_pre_hook(before))
+    x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0))
+    saved = {n: b.clone() for n, b in module.named_buffers()}  # the trace must not move running statistics
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            module.train()(x)
+    except Exception:  # noqa: BLE001 - nothing found: the forward's own failure is reported where it runs
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+        with torch.no_grad():
+            for n, b in module.named_buffers():
+                b.copy_(saved[n])
+    return list(dict.fromkeys(found))
 
 
 def _join(*parts: str) -> str:
@@ -217,6 +263,7 @@ class FuncModel(MemberModel):
         for m in members:
             self.slots = install_slots(m)
         base = members[0]
+        feeding = biases_into_norms(base, input_shape) if self.slots["batch_norm"] else []
 
         # every parameter and buffer stacked [K, ...] under the user's names, dots as "__"
         self._param_names: list[tuple[str, str]] = []  # (name in the user's module, attribute here)
@@ -232,6 +279,13 @@ class FuncModel(MemberModel):
             stacked = torch.stack([b[name] for b in buffers]).clone()
             self.register_buffer(_attr(name), stacked, persistent=name in persistent)
             self._buffer_names.append((name, _attr(name)))
+        # a tensor shared by several layers (tied weights) is stacked once and passed under each of its names: the
+        # meta copy below no longer shares it
+        first: dict[int, str] = {}
+        self._aliases = []
+        for name, t in [*base.named_parameters(remove_duplicate=False), *base.named_buffers(remove_duplicate=False)]:
+            if first.setdefault(id(t), name) != name:
+                self._aliases.append((name, first[id(t)]))
         # the stateless copy functional_call runs, kept out of the module tree (not moved, not saved, no
         # parameters of its own) and on the meta device: every tensor it uses is passed in
         object.__setattr__(self, "base", base.to("meta"))
@@ -265,19 +319,18 @@ class FuncModel(MemberModel):
                 self.weights.append(p)
             else:
                 self.biases.append(p)
-        for bias in self.slots["follows"]:
-            if bias and norm_on.any():
-                self._zero_grad_where_on(getattr(self, _attr(bias)), norm_on)
+        self.register_buffer("_norm_on", norm_on.clone(), persistent=False)
+        for bias in feeding if norm_on.any() else []:
+            self._zero_grad_where_on(getattr(self, _attr(bias)))
         self.mode = "batched" if k == 1 else self._probe(input_shape)
+        self._ran: set[bool] = set()  # modes (train, eval) vmap has run real data in
 
-    def _zero_grad_where_on(self, bias: nn.Parameter, on: torch.Tensor) -> None:
+    def _zero_grad_where_on(self, bias: nn.Parameter) -> None:
         """Zero the gradient of a bias feeding a batch norm, in members where the norm is on: the norm subtracts
         the batch mean, so the exact gradient is zero; the computed one is rounding noise that Adam would turn
         into lr-sized steps, different with the population's size (as MemberBatchNorm.follows)."""
-        key = f"_norm_on_{len(self._buffer_names)}_{id(bias)}"
-        self.register_buffer(key, on.clone(), persistent=False)
         k = self.k
-        bias.register_hook(lambda g: g.reshape(k, -1).masked_fill(getattr(self, key).view(-1, 1), 0.0).view_as(g))
+        bias.register_hook(lambda g: g.reshape(k, -1).masked_fill(self._norm_on.view(-1, 1), 0.0).view_as(g))
 
     # ---- forward ----
 
@@ -286,6 +339,8 @@ class FuncModel(MemberModel):
         buffers = {name: getattr(self, attr) for name, attr in self._buffer_names}
         for name in self._seed_names:
             buffers[name] = ctx.seeds
+        for alias, name in self._aliases:
+            (params if name in params else buffers)[alias] = params.get(name, buffers.get(name))
         return params, buffers
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -293,7 +348,15 @@ class FuncModel(MemberModel):
         for m in self._keyed:
             m.step = ctx.step
         self.base.train(ctx.train)
-        return self._run(x, *self._state(ctx), self.mode)
+        if self.mode == "loop" or ctx.train in self._ran:
+            return self._run(x, *self._state(ctx), self.mode)
+        try:  # the first batched call in each mode: where vmap fails on real data after all, loop instead
+            out = self._run(x, *self._state(ctx), "batched")
+        except Exception as e:  # noqa: BLE001
+            self.mode = self._fall_back(e)
+            return self._run(x, *self._state(ctx), "loop")
+        self._ran.add(ctx.train)
+        return out
 
     def _run(self, x, params, buffers, mode: str) -> torch.Tensor:
         shared = x.dim() == self.n_in + 1
@@ -317,8 +380,9 @@ class FuncModel(MemberModel):
         x = torch.randn((2, 2, *input_shape), generator=torch.Generator().manual_seed(0))
         seeds = torch.zeros(2, dtype=torch.int64)
         params, buffers = self._state(Context(seeds=seeds))
-        params = {n: t[:2].detach().clone() for n, t in params.items()}
-        buffers = {n: t[:2].clone() for n, t in buffers.items()}
+        copies: dict[int, torch.Tensor] = {}  # one copy per tensor: tied names stay tied
+        params = {n: copies.setdefault(id(t), t[:2].detach().clone()) for n, t in params.items()}
+        buffers = {n: copies.setdefault(id(t), t[:2].clone()) for n, t in buffers.items()}
         old_k, self.k = self.k, 2
         try:
             for train in (True, False):
@@ -329,12 +393,18 @@ class FuncModel(MemberModel):
                     self._run(x if train else x[0], params, buffers, "batched")
             return "batched"
         except Exception as e:  # noqa: BLE001 - any failure of vmap means: run the members one by one
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            log.warning("%s: torch.func.vmap cannot run this module (%s); its members run one after another",
-                        self.label, why[:200])  # fmt: skip
-            return "loop"
+            return self._fall_back(e)
         finally:
             self.k = old_k
+
+    def _fall_back(self, e: Exception) -> str:
+        """ "loop", said once per module and process (a sweep builds many populations of it)."""
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        if self.label not in _FELL_BACK:
+            _FELL_BACK.add(self.label)
+            log.warning("%s: torch.func.vmap cannot run this module (%s); its members run one after another",
+                        self.label, why)  # fmt: skip
+        return "loop"
 
     # ---- views the regularizers use ----
 

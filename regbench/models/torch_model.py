@@ -21,7 +21,7 @@ from torch import nn
 
 from regbench.errors import UsageError
 from regbench.models.base import ModelHints
-from regbench.models.func import BATCH_NORMS, DROPOUTS, FuncModel, StochasticDepth
+from regbench.models.func import FuncModel, places
 from regbench.schema import param
 
 
@@ -121,15 +121,7 @@ class TorchModel(FuncModel):
         if cfg is None:
             return frozenset({"dropout", "batch_norm", "residual"})
         _, module = factory(cfg, input_shape, kind, n_classes)
-        places = set()
-        for m in module.modules():
-            if isinstance(m, DROPOUTS):
-                places.add("dropout")
-            elif isinstance(m, BATCH_NORMS) and not cfg.keep_norm:
-                places.add("batch_norm")
-            elif isinstance(m, StochasticDepth):
-                places.add("residual")
-        return frozenset(places)
+        return places(module, cfg.keep_norm)
 
     def __init__(self, cfg: TorchConfig, input_shape, kind: str, n_classes: int, gens, hints: ModelHints):
         make, _ = factory(cfg, input_shape, kind, n_classes)
