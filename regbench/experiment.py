@@ -72,9 +72,12 @@ def check_kind(spec: Spec, kind: str, input_shape: tuple[int, ...] = (), n_class
                 target = getattr(spec.model, "target", None)  # model=torch: the user's module, named
                 label = f"model={spec.model.name}" + (f" (model.target={target})" if target else "")
                 fits = "|".join(n for n, e in models.MODELS.items() if needs <= e.cls.offers(None, (), kind, 0))
+                option = model.offered_with.get(missing[0])
                 raise UsageError(
                     f"regularizers.{name}: {label} has {PLACES.get(missing[0], missing[0])} for it "
-                    f"to act on" + (f"; models that have: {fits}" if fits else "")
+                    f"to act on"
+                    + (f" ({option} gives it some)" if option else "")
+                    + (f"; models that have: {fits}" if fits else "")
                 )
 
 

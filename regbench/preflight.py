@@ -23,6 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from regbench import singles
 from regbench.errors import RunError, UsageError, unknown_name
 from regbench.paths import config_dir
 
@@ -156,6 +157,7 @@ def check(args: list[str]) -> int:
         if not jobs:
             empty = [o for o in preset + overrides if _is_sweep(o, parser) and not _sweep_values(o, parser)]
             raise UsageError(f"{(empty or ['-m'])[0]}: the sweep has no jobs; give each swept key at least one value")
+        refused: dict[str, UsageError] = {}  # singles cells' regularizer -> its refusal: all named in one hint
         for job in jobs[:MAX_CHECKED]:
             spec = validated(_compose(list(job)))
             if batched and spec.trainer.checkpoint_every is not None:
@@ -166,7 +168,19 @@ def check(args: list[str]) -> int:
             try:
                 preflight(spec)
             except UsageError as e:
-                raise _with_cell_hint(e, job) from None
+                name = _refused_cell(e, job)
+                if name is None:
+                    raise
+                refused.setdefault(name, e)
+        if refused:
+            cells = [o for o in listing.parse_overrides(preset + overrides) if _is_cells(o)]
+            last = cells[-1] if cells else None
+            raise _with_cell_hint(
+                next(iter(refused.values())),
+                list(refused),
+                last.value() if last else None,
+                last.key_or_group if last else CELL_GROUPS[0],
+            )
         first = _compose(list(jobs[0]), with_hydra=True)
         _check_writable(first, "hydra.sweep.dir")
         _check_writable(first, "hydra.sweep.dir", "hydra.sweep.subdir")  # where the jobs' folders go
@@ -191,14 +205,34 @@ def sweep_jobs(parsed) -> list[list[str]]:
     return [list(job) for job in itertools.product(*values.values())]
 
 
-def _with_cell_hint(error: UsageError, job: list[str]) -> UsageError:
-    """A `singles` cell whose regularizer does not take the data (cutout on a table): say how to leave its cells out."""
-    cell = next((o.split("=", 1)[1] for o in job if o.lstrip("+").startswith("experiment/single=")), None)
+CELL_GROUPS = tuple(f"{singles.PARENT}/{g}" for g in (singles.NAME, singles.TUNE))  # the presets' cells
+
+
+def _refused_cell(error: UsageError, job: list[str]) -> str | None:
+    """The regularizer of a preset's cell (singles', tuned's) that the data or the model refuses (cutout on a
+    table, stochastic depth on a model without residual blocks), or None for any other error."""
+    cell = next((o.split("=", 1)[1] for o in job if o.lstrip("+").split("=")[0] in CELL_GROUPS), None)
     name = str(error).split(":")[0].removeprefix("regularizers.")
     if cell is None or not str(error).startswith("regularizers.") or not cell.startswith(name):
-        return error
-    hint = f"'+experiment/single=glob(*,exclude={name}*)'"
-    return UsageError(f"{error}; leave its cells out of the sweep with {hint}")
+        return None
+    return name
+
+
+def _is_cells(o) -> bool:
+    return o.key_or_group in CELL_GROUPS
+
+
+def _with_cell_hint(error: UsageError, names: list[str], cells, group: str = CELL_GROUPS[0]) -> UsageError:
+    """The first refusal, with the override that leaves every refused regularizer's cells out of the sweep, and
+    whatever the sweep's glob of cells (`cells`, a hydra Glob, or None) left out already: singles.yaml leaves out
+    stochastic depth's, so a hint to leave out cutout's must not bring them back."""
+    include = list(getattr(cells, "include", None) or ["*"])
+    exclude = list(getattr(cells, "exclude", None) or [])
+    exclude += [f"{n}*" for n in names if f"{n}*" not in exclude]
+    inc = include[0] if len(include) == 1 else f"[{','.join(include)}]"
+    exc = exclude[0] if len(exclude) == 1 else f"[{','.join(exclude)}]"
+    which = "its cells" if len(names) == 1 else f"the cells of {', '.join(names)}"
+    return UsageError(f"{error}; leave {which} out of the sweep with '+{group}=glob({inc},exclude={exc})'")
 
 
 # Counts among the launchers' settings (hydra.launcher.<key>, where the chosen launcher has the key): the least

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from regbench.experiment import run_experiment
 from regbench.results import store
 
 from .conftest import TINY, run_cli
+
+# singles.yaml leaves stochastic depth's cells out: they need residual blocks (model=resnet)
+STOCHASTIC_DEPTH = regularizers.get("stochastic_depth").singles
 
 
 def test_batched_sweep_records_equal_each_job_run_alone(tmp_path, compose_cfg):
@@ -134,19 +138,27 @@ def test_population_result_select_renumbers_a_jobs_members(compose_cfg):
 
 @pytest.mark.parametrize(
     "preset,jobs",
-    [("singles", len(regularizers.singles_cells())), ("ablation", 7), ("strengths", 5)],
+    [("singles", len(regularizers.singles_cells()) - len(STOCHASTIC_DEPTH)), ("ablation", 7), ("strengths", 5)],
 )
 def test_presets_expand_and_every_job_is_validated(preset, jobs):
     assert preflight.check(["-m", f"experiment={preset}"]) == jobs
 
 
 def test_singles_on_table_data_names_the_cells_to_leave_out_and_the_exclusion_works():
-    """cutout needs a spatial axis: on a table its cells are refused with the override that leaves them out."""
-    with pytest.raises(UsageError, match=r"^regularizers.cutout: .*exclude=cutout\*\)'$"):
+    """cutout needs a spatial axis: on a table its cells are refused with the override that leaves them out, which
+    keeps stochastic depth's (needing residual blocks) out as singles.yaml does."""
+    hint = "'+experiment/single=glob(*,exclude=[stochastic_depth*,cutout*])'"
+    with pytest.raises(UsageError, match=r"^regularizers.cutout: .*" + re.escape(hint) + "$"):
         preflight.check(["-m", "experiment=singles", "dataset=moons"])
     cutout = len(regularizers.get("cutout").singles)
-    kept = preflight.check(["-m", "experiment=singles", "dataset=moons", "+experiment/single=glob(*,exclude=cutout*)"])
-    assert kept == len(regularizers.singles_cells()) - cutout
+    kept = preflight.check(["-m", "experiment=singles", "dataset=moons", hint.strip("'")])
+    assert kept == len(regularizers.singles_cells()) - cutout - len(STOCHASTIC_DEPTH)
+
+
+def test_singles_with_every_cell_names_every_refused_regularizer_in_one_hint():
+    """glob(*) on a table and the MLP: cutout's and stochastic depth's cells are both refused; one hint for both."""
+    with pytest.raises(UsageError, match=r"exclude=\[cutout\*,stochastic_depth\*\]\)'$"):
+        preflight.check(["-m", "experiment=singles", "dataset=moons", "+experiment/single=glob(*)"])
 
 
 def test_the_singles_refusal_on_table_data_is_one_line_and_exit_code_2(tmp_path):
@@ -154,7 +166,7 @@ def test_the_singles_refusal_on_table_data_is_one_line_and_exit_code_2(tmp_path)
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines() == [
         "regbench: error: regularizers.cutout: needs sequence or image data, got table data; leave its cells out of "
-        "the sweep with '+experiment/single=glob(*,exclude=cutout*)'"
+        "the sweep with '+experiment/single=glob(*,exclude=[stochastic_depth*,cutout*])'"
     ]
     assert not (tmp_path / "results").exists()
 
@@ -294,3 +306,12 @@ def test_a_sweep_expands_in_the_basic_sweepers_order():
     assert jobs == [["a=5", "b=x", "c=0"], ["a=5", "b=x", "c=1"], ["a=6", "b=x", "c=0"], ["a=6", "b=x", "c=1"]]
     with pytest.raises(UsageError, match=r"^a=interval\(0,1\): an interval sweeps nothing"):
         preflight.sweep_jobs(parse(["a=interval(0,1)"]))
+
+
+def test_singles_on_resnet_take_stochastic_depth_cells():
+    """The ResNet has residual blocks but no dropout layers, and with norm=batch no batch norm to switch."""
+    every = ["-m", "experiment=singles", "dataset=digits", "model=resnet", "+experiment/single=glob(*)"]
+    with pytest.raises(UsageError, match=r"exclude=\[batch_norm\*,dropout\*\]\)'$"):
+        preflight.check(every)
+    jobs = preflight.check([*every, "model.norm=none", "+experiment/single=glob(*,exclude=dropout*)"])
+    assert jobs == len(regularizers.singles_cells()) - len(regularizers.get("dropout").singles)

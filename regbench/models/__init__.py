@@ -8,6 +8,7 @@ from regbench import rng
 from regbench.errors import unknown_name
 from regbench.models.base import MemberModel, ModelHints
 from regbench.models.cnn import CNN, CnnConfig
+from regbench.models.images import ResNet, ResNetConfig, Vgg, VggConfig
 from regbench.models.layers import Context
 from regbench.models.mlp import MLP, MlpConfig
 from regbench.models.torch_model import TorchConfig, TorchModel
@@ -22,6 +23,8 @@ class ModelEntry(NamedTuple):
 MODELS: dict[str, ModelEntry] = {
     "mlp": ModelEntry(MlpConfig, MLP, "multi-layer perceptron, ReLU (any data kind)"),
     "cnn": ModelEntry(CnnConfig, CNN, "convolutional net: 1-D for sequences, 2-D for images"),
+    "resnet": ModelEntry(ResNetConfig, ResNet, "pre-activation ResNet (CIFAR stem), ResNet-18 by default (images)"),
+    "vgg": ModelEntry(VggConfig, Vgg, "VGG-style conv-BN-ReLU stages, dropout in the classifier (images)"),
     "torch": ModelEntry(TorchConfig, TorchModel, "your own nn.Module (model.target=package.module:Class)"),
 }
 

@@ -29,6 +29,9 @@ class MemberModel(nn.Module):
 
     k: int
     kinds: tuple[str, ...] = ("sequence", "image", "table")  # data kinds it takes: checked before any job starts
+    # place (see offers) -> the option under which this model offers it, where another configuration does: the
+    # refusal of a regularizer needing that place names it
+    offered_with: dict[str, str] = {}
 
     @classmethod
     def offers(cls, cfg, input_shape: tuple[int, ...], kind: str, n_classes: int) -> frozenset[str]:

@@ -18,6 +18,7 @@ from regbench.regularizers.l2 import L2
 from regbench.regularizers.label_smoothing import LabelSmoothing
 from regbench.regularizers.max_norm import MaxNorm
 from regbench.regularizers.mixup import Mixup
+from regbench.regularizers.stochastic_depth import StochasticDepth
 from regbench.regularizers.weight_decay import WeightDecay
 from regbench.regularizers.weight_noise import WeightNoise
 
@@ -38,6 +39,7 @@ REGULARIZERS: dict[str, type[Regularizer]] = {
         MaxNorm,
         GaussianNoise,
         WeightNoise,
+        StochasticDepth,
     )
 }
 
