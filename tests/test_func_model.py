@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 import torch
@@ -329,32 +332,29 @@ def test_a_module_the_engine_cannot_train_is_refused_in_one_line(invoke, args, m
 
 # ---- bring your own model: the README's example, through the real CLI ----
 
-BYO = """
-import torch
-from torch import nn
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-class TinyNet(nn.Module):
-    def __init__(self, in_features: int, num_classes: int, hidden: int = 32):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, num_classes)
-        )
+def _readme_example() -> tuple[str, list[str]]:
+    """The README's "Your own model" example: the module file's text and the command's overrides."""
+    text = README.read_text().split("## Your own model", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    command = re.search(r"```bash\n(regbench run .*?)\n```", text, re.S).group(1)
+    return code, [a.strip("'") for a in shlex.split(command)[2:]]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-"""
+
+BYO, README_ARGS = _readme_example()
 
 
 def test_bring_your_own_model_through_the_cli(tmp_path):
     (tmp_path / "my_models.py").write_text(BYO)
-    args = ["model=torch", "model.target=my_models:TinyNet", "+model.kwargs.hidden=24", "regularizers=[dropout,l2]"]
-    r = run_cli("run", *DIGITS, *args, cwd=tmp_path)
+    assert "model.target=my_models:TinyNet" in README_ARGS and "+model.kwargs.hidden=64" in README_ARGS
+    r = run_cli("run", *README_ARGS, *DIGITS[1:], cwd=tmp_path)  # the README's command, on a small budget
     assert r.returncode == 0, r.stderr
     (path,) = tmp_path.glob("results/jobs/*/result.json")
     record = json.loads(path.read_text())
     assert record["job"]["model"] == "torch"
-    assert record["provenance"]["config"]["model"]["kwargs"] == {"hidden": 24}
+    assert record["provenance"]["config"]["model"]["kwargs"] == {"hidden": 64}
     assert [m["arm"] for m in record["members"]] == ["baseline"] * 2 + ["dropout+l2"] * 2
     assert all(m["final"]["train_acc"] > 0.3 for m in record["members"])
     elsewhere = tmp_path / "typo"
