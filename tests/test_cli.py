@@ -11,14 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from regbench import __version__
+from regbench import __version__, regularizers
 
 from .conftest import TINY, run_cli
 
-KNOWN_REGS = (
-    "augment, batch_norm, cutout, dropout, early_stopping, elastic_net, gaussian_noise, l1, l2, label_smoothing, "
-    "max_norm, mixup, weight_decay"
-)
+KNOWN_REGS = ", ".join(sorted(regularizers.REGULARIZERS))
 
 
 def test_run_trains_records_and_prints_the_table(tmp_path):
@@ -54,7 +51,7 @@ def test_multirun_writes_one_folder_per_job(tmp_path):
             "dataset: unknown name 'imagenet'; known: blobs, cifar10, csv, digits, fashion_mnist, mnist, mnist1d, "
             "moons, npz",
         ),
-        (["model=transformer"], "model: unknown name 'transformer'; known: cnn, mlp, torch"),
+        (["model=transformer"], "model: unknown name 'transformer'; known: cnn, mlp, resnet, torch, vgg"),
         (["-m", "regularizers=[l1],[bogus]"], f"regularizers: unknown name 'bogus'; known: {KNOWN_REGS}"),
         (["regularizers.dropout.p=1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),
         (["-m", "regularizers.dropout.p=0.1,1.5"], "regularizers.dropout.p=1.5: must be in [0.0, 1.0)"),

@@ -34,7 +34,10 @@ def measure(model, splits, seeds: torch.Tensor, fast: bool = True) -> list[dict]
         rows = model.weight_rows(w).detach().float()  # [K, units, fan_in]
         norm = rows.flatten(1).norm(dim=1)
         near = (rows.flatten(1).abs() < SPARSE_BELOW).float().mean(1)
-        spectral = torch.linalg.matrix_norm(rows, ord=2)
+        # a diverged member's weights are NaN or inf, which the SVD refuses: zeros stand in, and its value is NaN
+        ok = torch.isfinite(rows).flatten(1).all(1)
+        spectral = torch.linalg.matrix_norm(torch.where(ok.view(-1, 1, 1), rows, 0.0), ord=2)
+        spectral = torch.where(ok, spectral, float("nan"))
         log_spectral += spectral.double().clamp_min(1e-30).log().cpu()
         for j, (n, z, s) in enumerate(zip(norm.tolist(), near.tolist(), spectral.tolist())):
             layers[j].append({"norm": n, "near_zero": z, "spectral": s})
