@@ -140,7 +140,8 @@ def run(cfg: DictConfig, spec=None, trained: dict | None = None, locked: bool = 
                 result = trained or run_experiment(cfg, spec, folder=out)
                 records.save(result, out)
                 store.clear_failure(out)
-                (out / store.CHECKPOINT).unlink(missing_ok=True)
+                for path in store.checkpoints(out):
+                    path.unlink(missing_ok=True)
     except Exception as err:  # noqa: BLE001 - one job's failure is recorded and the sweep goes on
         store.write_failure(out, err, rid)
         message = f"{type(err).__name__}: {err}".splitlines()[0]
