@@ -65,7 +65,7 @@ def test_auto_measures_once_then_reads_the_cache(compose_cfg, auto, monkeypatch,
     with caplog.at_level(logging.INFO, logger="regbench"):
         assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == 2
     assert sorted(calls) == [1, 2, 4]
-    assert "chunks of 2 of 4 members (chunked)" in caplog.text
+    assert "4 members in chunks of 2 (chunked)" in caplog.text
     cached = json.loads((paths.cache_home() / batching.CACHE).read_text())
     (entry,) = cached["entries"].values()
     assert entry["chunk"] == 2 and entry["key"]["members"] == 4 and entry["key"]["threads"] == torch.get_num_threads()
@@ -129,3 +129,15 @@ def test_auto_measures_the_mlp_batched_faster_than_a_loop(compose_cfg, auto):
     # the MLP's hand-written batched step is several times a loop of single members: auto must see it
     spec, splits, members = _setup(compose_cfg, "trainer.seeds=8", "regularizers=[l2,dropout]")
     assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == len(members)
+
+
+def test_auto_with_a_cache_it_cannot_write_still_chooses(compose_cfg, auto, monkeypatch):
+    spec, splits, members = _setup(compose_cfg, "trainer.steps=2")
+    monkeypatch.setattr(batching, "measure", lambda *a: {c: {4: 2.0, 2: 2.0, 1: 1.0}[c] for c in a[-1]})
+
+    def read_only(path, content):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(batching, "atomic_write", read_only)
+    assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == 1
+    assert not (paths.cache_home() / batching.CACHE).exists()

@@ -100,8 +100,8 @@ def chunk_size(splits, model_cfg, trainer, members: list[Member], device) -> int
     mode = trainer.batching
     if mode == "auto" and os.environ.get(ENV) in ("batched", "loop"):
         mode = os.environ[ENV]
-    if mode == "batched" or k == 1:
-        return k
+    if mode == "batched" or k <= 1:
+        return max(k, 1)
     if mode == "loop":
         return 1
     key = cache_key(splits, model_cfg, trainer, members, device)
@@ -112,14 +112,16 @@ def chunk_size(splits, model_cfg, trainer, members: list[Member], device) -> int
     if not (isinstance(entry, dict) and isinstance(entry.get("chunk"), int) and 1 <= entry["chunk"] <= k):
         timings = measure(splits, model_cfg, trainer, members, device, candidates(k))
         entry = {"chunk": min(timings, key=timings.get), "key": key, "seconds_per_member_step": timings}
-        # re-read: another process may have added its own entries meanwhile (a lost update only costs a re-measure)
-        atomic_write(path, json.dumps({"format": FORMAT, "entries": {**read_cache(path), digest: entry}}, indent=1))
+        try:  # re-read: another process may have added entries meanwhile (a lost one only costs a re-measure)
+            atomic_write(path, json.dumps({"format": FORMAT, "entries": {**read_cache(path), digest: entry}}, indent=1))
+        except OSError as err:  # a read-only cache costs a measurement a run, never the run
+            log.warning("%s: cannot cache the batching choice (%s)", path, err)
     if digest not in _logged:
         _logged.add(digest)
-        per = ", ".join(f"{c}: {t * 1e3:.3g} ms" for c, t in entry["seconds_per_member_step"].items())
+        per = ", ".join(f"{c}: {t * 1e3:.3g} ms" for c, t in dict(entry.get("seconds_per_member_step") or {}).items())
         log.info(
-            "trainer.batching=auto: chunks of %d of %d members (%s) per member-step by chunk size: %s; cached in %s",
-            entry["chunk"], k, describe(entry["chunk"], k), per, path,
+            "trainer.batching=auto: %d members in chunks of %d (%s); ms per member-step by chunk size: %s; cache %s",
+            k, entry["chunk"], describe(entry["chunk"], k), per, path,
         )  # fmt: skip
     return entry["chunk"]
 
