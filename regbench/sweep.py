@@ -4,7 +4,8 @@ Jobs are compatible when they share the dataset, the model and the trainer's sch
 but the seeds and the progress display). Their members are pooled, a member wanted by several jobs (the baseline
 of a seed, above all) trains once, and each job then takes back its own members' numbers: members never
 interact, so these are the numbers the job would have produced alone. A pool larger than the memory budget is
-split into several populations.
+split into several populations, and each of them trains batched, looped or in chunks as trainer.batching chooses
+(train/batching.py).
 """
 
 from __future__ import annotations
