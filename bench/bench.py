@@ -179,7 +179,10 @@ def main():
     ap.add_argument(
         "--rows", default="mlp," + ",".join(rows.ROWS), help=f"comma-separated rows: mlp,{','.join(rows.ROWS)}"
     )
-    ap.add_argument("--row-steps", type=int, default=500, help="Adam steps of the model rows (the ResNet's: a fifth)")
+    ap.add_argument("--row-steps", type=int, default=300, help="Adam steps of the model rows (the ResNet's: a fifth)")
+    ap.add_argument(
+        "--row-repeats", type=int, default=1, help="regbench sweeps of a model row, between textbook blocks"
+    )
     ap.add_argument(
         "--batching", default="auto", choices=["auto", "batched", "loop"], help="regbench's trainer.batching"
     )
@@ -194,7 +197,8 @@ def main():
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     if "mlp" in chosen:
         mlp_row(args, device)
-    rows.run_rows([r for r in chosen if r != "mlp"], args.row_steps, args.batch, device, args.threads, args.batching)
+    rest = [r for r in chosen if r != "mlp"]
+    rows.run_rows(rest, args.row_steps, args.batch, device, args.threads, args.batching, args.row_repeats)
 
 
 def mlp_row(args, device):

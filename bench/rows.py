@@ -154,7 +154,7 @@ def textbook_run(row, spec, splits, reg, key, value, seed, steps, batch, device)
         return (model(splits.x_test).argmax(1) == splits.y_test).float().mean().item()
 
 
-def run_row(row: Row, steps: int, batch: int, device, threads: int, mode: str, folder: Path) -> str:
+def run_row(row: Row, steps: int, batch: int, device, threads: int, mode: str, folder: Path, repeats: int = 1) -> str:
     """One row's line: seconds per run on both sides, the ratio, the batching choice and the thread count."""
     if row.needs and row.needs not in models.MODELS:
         return f"row {row.name}: skipped (model={row.needs} is not registered in this regbench)"
@@ -180,15 +180,20 @@ def run_row(row: Row, steps: int, batch: int, device, threads: int, mode: str, f
     choice = f"{batching.describe(size, plain)}, chunks of {size} of {plain}"
     measured = time.perf_counter() - t0
 
-    runs = [
-        (reg, key, value, jobs[0].spec.trainer.seed + s) for reg, key, value in ROW_SETTINGS for s in range(ROW_SEEDS)
-    ]
-    t0 = time.perf_counter()
-    acc_tb = [textbook_run(row, spec, splits, *run, steps, batch, device) for run in runs]
-    tb = (time.perf_counter() - t0) / len(runs)
-    t0 = time.perf_counter()
-    records = dict(sweep.train_jobs(jobs, budget_bytes=8 << 30))
-    rb = (time.perf_counter() - t0) / len(runs)  # regbench also trains the shared baselines, and is charged for them
+    # The sides take turns, as in the MLP's sweep: textbook blocks with regbench's whole sweep between them, so a
+    # machine whose speed drifts (a shared one) is the same machine for both
+    runs = [(reg, key, value, spec.trainer.seed + s) for reg, key, value in ROW_SETTINGS for s in range(ROW_SEEDS)]
+    tb_time, rb_times, acc_tb = 0.0, [], []
+    for n in range(repeats + 1):
+        t0 = time.perf_counter()
+        acc_tb += [textbook_run(row, spec, splits, *run, steps, batch, device) for run in runs[n :: repeats + 1]]
+        tb_time += time.perf_counter() - t0
+        if n < repeats:
+            t0 = time.perf_counter()
+            records = dict(sweep.train_jobs(jobs, budget_bytes=8 << 30))
+            rb_times.append(time.perf_counter() - t0)
+    tb = tb_time / len(runs)
+    rb = statistics.mean(rb_times) / len(runs)  # regbench also trains the shared baselines, and is charged for them
     assert torch.get_num_threads() == threads, "both sides must run on the same threads"
     acc_rb = [m["final"]["test_acc"] for r in records.values() for m in r["members"] if m["arm"] != "baseline"]
     return (
@@ -198,11 +203,11 @@ def run_row(row: Row, steps: int, batch: int, device, threads: int, mode: str, f
     )
 
 
-def run_rows(names: list[str], steps: int, batch: int, device, threads: int, mode: str) -> None:
+def run_rows(names: list[str], steps: int, batch: int, device, threads: int, mode: str, repeats: int = 1) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             torch.set_num_threads(threads)
             try:
-                print(run_row(ROWS[name], steps, batch, device, threads, mode, Path(tmp)), flush=True)
+                print(run_row(ROWS[name], steps, batch, device, threads, mode, Path(tmp), repeats), flush=True)
             except Exception as err:  # noqa: BLE001 - a row that cannot run (a model still in the making) says why
                 print(f"row {name}: failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})", flush=True)
