@@ -105,7 +105,7 @@ def chunk_size(splits, model_cfg, trainer, members: list[Member], device) -> int
     if mode == "loop":
         return 1
     key = cache_key(splits, model_cfg, trainer, members, device)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = paths.cache_home() / CACHE
     entries = read_cache(path)
     entry = entries.get(digest)
@@ -113,7 +113,10 @@ def chunk_size(splits, model_cfg, trainer, members: list[Member], device) -> int
         timings = measure(splits, model_cfg, trainer, members, device, candidates(k))
         entry = {"chunk": min(timings, key=timings.get), "key": key, "seconds_per_member_step": timings}
         try:  # re-read: another process may have added entries meanwhile (a lost one only costs a re-measure)
-            atomic_write(path, json.dumps({"format": FORMAT, "entries": {**read_cache(path), digest: entry}}, indent=1))
+            atomic_write(
+                path,
+                json.dumps({"format": FORMAT, "entries": {**read_cache(path), digest: entry}}, indent=1, default=str),
+            )
         except OSError as err:  # a read-only cache costs a measurement a run, never the run
             log.warning("%s: cannot cache the batching choice (%s)", path, err)
     if digest not in _logged:
@@ -151,7 +154,7 @@ def cache_key(splits, model_cfg, trainer, members: list[Member], device) -> dict
     """Everything the fastest chunk size depends on. The regularizers' names stand for the step's path (autograd
     or hand-written, extra layers, per-step noise); their strengths change the numbers, not the time."""
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     names = sorted({n for m in members for n in m.regularizers})
     return {
         "model": {k: v for k, v in sorted(vars(model_cfg).items())},
@@ -165,6 +168,18 @@ def cache_key(splits, model_cfg, trainer, members: list[Member], device) -> dict
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+
+
+def cpu_name() -> str:
+    """The CPU's model name (a home folder shared by a cluster's different nodes keeps one answer per CPU)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def measure(splits, model_cfg, trainer, members: list[Member], device, sizes: list[int]) -> dict[int, float]:
