@@ -131,6 +131,12 @@ def test_auto_measures_the_mlp_batched_faster_than_a_loop(compose_cfg, auto):
     assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == len(members)
 
 
+def test_auto_keeps_the_larger_chunk_unless_a_smaller_one_is_clearly_faster():
+    assert batching.fastest({8: 1.0, 3: 0.97, 1: 0.99}) == 8  # within the margin: noise, not a reason to loop
+    assert batching.fastest({8: 1.0, 3: 0.9, 1: 0.93}) == 3
+    assert batching.fastest({8: 1.0, 3: 0.9, 1: 0.5}) == 1
+
+
 def test_auto_with_a_cache_it_cannot_write_still_chooses(compose_cfg, auto, monkeypatch):
     spec, splits, members = _setup(compose_cfg, "trainer.steps=2")
     monkeypatch.setattr(batching, "measure", lambda *a: {c: {4: 2.0, 2: 2.0, 1: 1.0}[c] for c in a[-1]})
