@@ -9,7 +9,7 @@ import logging
 import pytest
 import torch
 
-from regbench import data, paths
+from regbench import data, paths, sweep
 from regbench.config import validate_config
 from regbench.results import store
 from regbench.train import batching, checkpoint
@@ -147,3 +147,26 @@ def test_auto_with_a_cache_it_cannot_write_still_chooses(compose_cfg, auto, monk
     monkeypatch.setattr(batching, "atomic_write", read_only)
     assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == 1
     assert not (paths.cache_home() / batching.CACHE).exists()
+
+
+def test_a_looped_sweep_gives_each_job_the_numbers_of_a_batched_one(compose_cfg, monkeypatch):
+    def records(mode):
+        jobs = []
+        for i, regs in enumerate(["regularizers=[l1]", "regularizers=[dropout]"]):
+            cfg = compose_cfg(*TINY, regs, "trainer.steps=8", f"trainer.batching={mode}")
+            jobs.append(sweep.Job(i, cfg, validate_config(cfg)))
+        return dict(sweep.train_jobs(jobs, budget_bytes=1 << 30))
+
+    sizes = []
+    real = batching.train_population
+    monkeypatch.setattr(
+        batching, "train_population", lambda s, m, t, ms, *a: sizes.append(len(ms)) or real(s, m, t, ms, *a)
+    )
+    batched, looped = records("batched"), records("loop")
+    assert sizes == [6] + [1] * 6  # two shared baselines, two l1 and two dropout members
+    for n in (0, 1):
+        assert [(m["arm"], m["seed"]) for m in looped[n]["members"]] == [
+            (m["arm"], m["seed"]) for m in batched[n]["members"]
+        ]
+        for a, b in zip(looped[n]["members"], batched[n]["members"]):
+            assert a["final"] == pytest.approx(b["final"], rel=1e-4, abs=1e-4)
