@@ -131,6 +131,12 @@ def test_auto_measures_the_mlp_batched_faster_than_a_loop(compose_cfg, auto):
     assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == len(members)
 
 
+def test_auto_stays_batched_under_compile_without_measuring(compose_cfg, auto, monkeypatch):
+    spec, splits, members = _setup(compose_cfg, "trainer.steps=2", "trainer.compile=true")
+    monkeypatch.setattr(batching, "measure", lambda *a: pytest.fail("measured"))
+    assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == len(members)
+
+
 def test_auto_keeps_the_larger_chunk_unless_a_smaller_one_is_clearly_faster():
     assert batching.fastest({8: 1.0, 3: 0.97, 1: 0.99}) == 8  # within the margin: noise, not a reason to loop
     assert batching.fastest({8: 1.0, 3: 0.9, 1: 0.93}) == 3

@@ -103,7 +103,8 @@ def chunk_size(splits, model_cfg, trainer, members: list[Member], device) -> int
     mode = trainer.batching
     if mode == "auto" and os.environ.get(ENV) in ("batched", "loop"):
         mode = os.environ[ENV]
-    if mode == "batched" or k <= 1:
+    # trainer.compile: every chunk would compile its own model, a cost the few timed steps do not see
+    if mode == "batched" or k <= 1 or (mode == "auto" and trainer.compile):
         return max(k, 1)
     if mode == "loop":
         return 1
