@@ -8,6 +8,8 @@ Prints seconds per run, `speedup: <ratio>`, achieved GFLOP/s against an fp32 mat
 memory, both sides' mean test accuracy, and the step's products timed alone: the ceiling on the share of the
 peak, what is left to the element-wise work. The sides take turns (textbook blocks, regbench sweeps between them,
 the matmul peak and the products before each block), so a machine whose speed drifts is the same machine for both.
+Then the model rows (bench/rows.py: the CNN on MNIST-1D and digits, a ResNet, a user's module through torch.func),
+each a line `row NAME: ... ratio <ratio>x`; --rows chooses which rows run (mlp is the sweep above).
     make bench    (or: python bench/bench.py --steps 500 --device cuda)
 """
 
@@ -27,6 +29,18 @@ from torch import nn
 from regbench import data, sweep
 from regbench.config import validate_config
 from regbench.paths import config_dir
+from regbench.train import batching
+
+try:
+    import rows  # beside this script: python bench/bench.py puts bench/ on the path
+except ImportError:  # loaded by path (tests/test_bench.py): registered first, as dataclasses look their module up
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    _spec = importlib.util.spec_from_file_location("rows", Path(__file__).with_name("rows.py"))
+    rows = sys.modules["rows"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(rows)
 
 SETTINGS = [  # (regularizer, override of its strength) x 8
     ("l1", "strength", 1e-5), ("l1", "strength", 1e-4),
@@ -162,13 +176,34 @@ def main():
         "--threads", type=threads, default=1, help="torch CPU threads, the same on both sides (regbench's default: 1)"
     )
     ap.add_argument("--repeats", type=int, default=3, help="regbench sweeps, taking turns with textbook blocks")
+    ap.add_argument(
+        "--rows", default="mlp," + ",".join(rows.ROWS), help=f"comma-separated rows: mlp,{','.join(rows.ROWS)}"
+    )
+    ap.add_argument("--row-steps", type=int, default=300, help="Adam steps of the model rows (the ResNet's: a fifth)")
+    ap.add_argument(
+        "--row-repeats", type=int, default=1, help="regbench sweeps of a model row, between textbook blocks"
+    )
+    ap.add_argument(
+        "--batching", default="auto", choices=["auto", "batched", "loop"], help="regbench's trainer.batching"
+    )
     args = ap.parse_args()
+    chosen = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in chosen if r != "mlp" and r not in rows.ROWS]
+    if unknown:
+        ap.error(f"--rows: unknown row {unknown[0]}; known: mlp,{','.join(rows.ROWS)}")
     choice = args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(choice)
     torch.set_num_threads(args.threads)  # the textbook side's; regbench's sweep sets trainer.threads to the same
+    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if "mlp" in chosen:
+        mlp_row(args, device)
+    rest = [r for r in chosen if r != "mlp"]
+    rows.run_rows(rest, args.row_steps, args.batch, device, args.threads, args.batching, args.row_repeats)
+
+
+def mlp_row(args, device):
     runs = len(SETTINGS) * SEEDS
     members = runs + SEEDS  # regbench's population: the runs and one shared baseline per seed
-    print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"sweep: MNIST-1D, MLP {'-'.join(map(str, DIMS))}, batch {args.batch}, {args.steps} Adam steps, "
           f"{len(SETTINGS)} settings x {SEEDS} seeds = {runs} runs")  # fmt: skip
 
@@ -182,11 +217,15 @@ def main():
                 f"regularizers=[{reg}]", f"regularizers.{reg}.{key}={value}", f"trainer.seeds={SEEDS}",
                 f"trainer.steps={args.steps}", f"trainer.batch_size={args.batch}", "trainer.eval_every=100000",
                 f"trainer.device={device.type}", "trainer.progress=off", f"trainer.threads={args.threads}",
+                f"trainer.batching={args.batching}",
             ])  # fmt: skip
             jobs.append(sweep.Job(n, cfg, validate_config(cfg)))
     splits = data.load(jobs[0].spec.dataset).to(device)
     n_eval = sum(splits.sizes().values())
     work = flops_per_run(args.steps, args.batch, n_eval)
+    pool, _, plain = sweep.pool(jobs)
+    size = batching.chunk_size(splits, jobs[0].spec.model, jobs[0].spec.trainer, pool[:plain], device)  # cached
+    print(f"regbench: trainer.batching={args.batching}: {batching.describe(size, plain)}, chunks of {size} of {plain}")
 
     # The two sides take turns: textbook runs in blocks, regbench's whole sweep between them, `repeats` times. The
     # machine's speed drifts (by up to 20% from minute to minute on a shared virtual machine), and a side timed

@@ -51,7 +51,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     common = ["trainer.seeds=2", f"trainer.steps={args.steps}", "trainer.eval_every=2", "trainer.progress=off",
-              "trainer.device=cpu", "trainer.threads=1"]  # fmt: skip
+              "trainer.device=cpu", "trainer.threads=1", "trainer.batching=batched"]  # fmt: skip
     setups = {
         "mlp": ["dataset=mnist1d", "dataset.num_samples=1000", "model=mlp", *common],
         "cnn": ["dataset=digits", "model=cnn", *common],

@@ -57,7 +57,8 @@ def run(*overrides: str, results: str | Path | None = "results", force: bool = F
         records.save(record, folder)
         job.write_loggers(spec, record, folder)
         store.clear_failure(folder)
-        (folder / store.CHECKPOINT).unlink(missing_ok=True)
+        for path in store.checkpoints(folder):
+            path.unlink(missing_ok=True)
     return record
 
 

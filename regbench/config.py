@@ -82,6 +82,14 @@ class TrainerConfig:
         "autograd and torch.optim (the same members, within float tolerance)",
         later=True,
     )
+    batching: str = param(
+        "auto",
+        "auto: train the members batched, one at a time or in chunks, whichever a short measurement (cached per "
+        "machine) found fastest; batched: all as one population; loop: one member at a time (the same numbers, "
+        "within float tolerance)",
+        choices=["auto", "batched", "loop"],
+        later=True,
+    )
 
 
 # Said once, on the fields (schema.param): the run id, a sweep's pooling and the report's grouping leave these out.

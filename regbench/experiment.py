@@ -13,8 +13,8 @@ from regbench import data, loggers, models, progress, regularizers
 from regbench.config import Spec, to_container, validate_config
 from regbench.errors import RunError, UsageError
 from regbench.results import provenance, records, store
+from regbench.train.batching import train_members
 from regbench.train.checkpoint import Checkpointing
-from regbench.train.engine import train_population
 from regbench.train.evaluate import COLUMNS
 from regbench.train.population import members_for
 
@@ -122,7 +122,7 @@ def run_experiment(cfg: DictConfig, spec: Spec | None = None, folder: Path | Non
         ckpt = Checkpointing(Path(folder) / store.CHECKPOINT, spec.trainer.checkpoint_every, rid, spec.trainer.resume)
     label = f"{spec.dataset.name}/{spec.model.name}/{'+'.join(spec.regularizers) or 'baseline'}"
     bar = progress.choose(spec.trainer.progress, label)
-    pop = train_population(splits, spec.model, spec.trainer, members, device, bar, ckpt)
+    pop = train_members(splits, spec.model, spec.trainer, members, device, bar, ckpt)
     return make_record(cfg, spec, splits.sizes(), pop, device, splits.n_classes, splits.y_test)
 
 

@@ -148,7 +148,8 @@ def run(cfg: DictConfig, spec=None, trained: dict | None = None, locked: bool = 
                 records.save(result, out)
                 write_loggers(spec, result, out)
                 store.clear_failure(out)
-                (out / store.CHECKPOINT).unlink(missing_ok=True)
+                for path in store.checkpoints(out):
+                    path.unlink(missing_ok=True)
     except Exception as err:  # noqa: BLE001 - one job's failure is recorded and the sweep goes on
         store.write_failure(out, err, rid)
         message = f"{type(err).__name__}: {err}".splitlines()[0]

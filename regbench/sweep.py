@@ -4,7 +4,8 @@ Jobs are compatible when they share the dataset, the model and the trainer's sch
 but the seeds and the progress display). Their members are pooled, a member wanted by several jobs (the baseline
 of a seed, above all) trains once, and each job then takes back its own members' numbers: members never
 interact, so these are the numbers the job would have produced alone. A pool larger than the memory budget is
-split into several populations.
+split into several populations, and each of them trains batched, looped or in chunks as trainer.batching chooses
+(train/batching.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from regbench.config import MEMBER_KEYS, NOT_NUMBERS, Spec
 from regbench.experiment import make_record, resolve_device, set_deterministic
 from regbench.models.base import ModelHints
 from regbench.models.layers import Context
-from regbench.train.engine import PopulationResult, member_loss, train_population
+from regbench.train.batching import merge, train_members
+from regbench.train.engine import member_loss
 from regbench.train.population import Member, members_for
 
 # Not part of a job's schedule: members carry their own seeds, and the keys that never change the numbers may differ
@@ -77,27 +79,6 @@ def member_bytes(spec: Spec, splits) -> int:
     return 4 * params + 3 * saved
 
 
-def merge(parts: list[PopulationResult]) -> PopulationResult:
-    """One result over the members of several populations trained one after another."""
-    rows, offset = [], 0
-    for part in parts:
-        rows += [{**r, "member": r["member"] + offset} for r in part.history]
-        offset += len(part.members)
-    return PopulationResult(
-        members=[m for p in parts for m in p.members],
-        final=torch.cat([p.final for p in parts]),
-        frozen_at=[a for p in parts for a in p.frozen_at],
-        diverged_at=[a for p in parts for a in p.diverged_at],
-        history=rows,
-        extras=[e for p in parts for e in p.extras],
-        steps=max(p.steps for p in parts),
-        epochs=max(p.epochs for p in parts),
-        wall_time=sum(p.wall_time for p in parts),
-        device=parts[0].device,
-        denormals_flushed=all(p.denormals_flushed for p in parts),
-    )
-
-
 def needs_autograd(m: Member) -> bool:
     """Whether one of the member's regularizers puts its whole population on autograd's step (batch norm)."""
     return any(regularizers.get(name).needs_autograd() for name in m.regularizers)
@@ -115,6 +96,20 @@ def apart(members: list[Member], wanted: list[list[int]], odd) -> tuple[list[Mem
     return [members[i] for i in order], [[new[i] for i in idx] for idx in wanted], flags.count(False)
 
 
+def pool(group: list[Job]) -> tuple[list[Member], list[list[int]], int]:
+    """A group's members, each trained once however many jobs want it, with autograd's members (batch norm's)
+    last; each job's member indices; how many members come before autograd's (apart)."""
+    keys: dict[str, int] = {}
+    wanted = []
+    for job in group:
+        wanted.append([keys.setdefault(member_key(m), len(keys)) for m in members_for(job.spec)])
+    members = [None] * len(keys)
+    for job, idx in zip(group, wanted):
+        for m, i in zip(members_for(job.spec), idx):
+            members[i] = m
+    return apart(members, wanted, needs_autograd)
+
+
 def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tuple[int, dict]]:
     """(job index, record) for every job, group by group as each group finishes.
 
@@ -129,15 +124,7 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
         set_deterministic(spec.trainer.deterministic)
         device = resolve_device(spec.trainer.device)
         splits = data.load(spec.dataset).to(device)
-        pool: dict[str, int] = {}
-        wanted = []
-        for job in group:
-            wanted.append([pool.setdefault(member_key(m), len(pool)) for m in members_for(job.spec)])
-        members = [None] * len(pool)
-        for job, idx in zip(group, wanted):
-            for m, i in zip(members_for(job.spec), idx):
-                members[i] = m
-        members, wanted, plain = apart(members, wanted, needs_autograd)  # autograd's members (batch norm's) last
+        members, wanted, plain = pool(group)
         size = max(1, budget_bytes // member_bytes(spec, splits))
         spans = [(s, min(s + size, hi)) for lo, hi in ((0, plain), (plain, len(members))) for s in range(lo, hi, size)]
         parts = []
@@ -147,7 +134,7 @@ def train_jobs(jobs: list[Job], budget_bytes: int, around=None) -> Iterator[tupl
             bar = progress.choose(spec.trainer.progress, label)
             inside = [job for job, idx in zip(group, wanted) if any(start <= i < stop for i in idx)]
             with around(inside) if around is not None else contextlib.nullcontext():
-                parts.append(train_population(splits, spec.model, spec.trainer, chunk, device, bar))
+                parts.append(train_members(splits, spec.model, spec.trainer, chunk, device, bar))
         pop = merge(parts)
         for job, idx in zip(group, wanted):
             yield (
@@ -166,6 +153,7 @@ __all__ = [
     "member_key",
     "merge",
     "needs_autograd",
+    "pool",
     "set_threads",
     "train_jobs",
 ]

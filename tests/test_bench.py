@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -44,7 +45,8 @@ def test_products_ceiling_counts_the_steps_products():
 
 def test_bench_runs_and_prints_its_figures():
     out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--steps", "10", "--repeats", "1", "--device", "cpu"],
+        [sys.executable, str(SCRIPT), "--steps", "10", "--repeats", "1", "--device", "cpu"]
+        + ["--rows", "mlp,cnn-digits,resnet", "--row-steps", "5"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -55,3 +57,13 @@ def test_bench_runs_and_prints_its_figures():
     for side in ("textbook", "regbench"):
         assert re.search(rf"^{side} *: .* s/run, .* of matmul peak\), .*test acc 0\.\d+ ± 0\.\d+$", out, re.M), side
     assert re.search(r"^ceiling  : the step's products alone, [0-9.]+ ms a step, .*% of matmul peak\)$", out, re.M)
+    # the suite pins auto to batched (conftest): the choice is printed, for the MLP and for every model row
+    assert re.search(r"^regbench: trainer.batching=auto: batched, chunks of 36 of 36$", out, re.M)
+    row = re.search(
+        r"^row cnn-digits: 1 threads, 5 steps, 8 runs; textbook ([0-9.]+) s/run, regbench ([0-9.]+) s/run "
+        r"\(trainer.batching=auto: batched, chunks of 10 of 10; .*\), ratio ([0-9.]+)x; test acc",
+        out,
+        re.M,
+    )
+    assert row and float(row.group(3)) == pytest.approx(float(row.group(1)) / float(row.group(2)), rel=0.02)
+    assert re.search(r"^row resnet: (skipped|1 threads)", out, re.M)  # a placeholder until the model is registered

@@ -138,7 +138,7 @@ def test_sigkill_mid_write_never_leaves_a_record_that_reads_as_complete(tmp_path
 # `regbench` noting every member it trains (batched or alone) in the file named by argv[1], then running as usual.
 COUNTING = """
 import sys
-from regbench import experiment, sweep
+from regbench.train import batching
 log = sys.argv.pop(1)
 def counting(real):
     def train_population(splits, model_cfg, trainer, members, *a, **kw):
@@ -146,8 +146,7 @@ def counting(real):
             f.writelines(f"{m.arm} {m.seed}\\n" for m in members)
         return real(splits, model_cfg, trainer, members, *a, **kw)
     return train_population
-sweep.train_population = counting(sweep.train_population)
-experiment.train_population = counting(experiment.train_population)
+batching.train_population = counting(batching.train_population)  # both cores train through it
 from regbench.cli import app
 app()
 """

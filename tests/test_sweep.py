@@ -14,6 +14,7 @@ from regbench.config import validate_config
 from regbench.errors import UsageError
 from regbench.experiment import run_experiment
 from regbench.results import store
+from regbench.train import batching
 
 from .conftest import TINY, run_cli
 
@@ -78,13 +79,13 @@ def _jobs(compose_cfg, *variants):
 
 def test_jobs_share_baselines_and_split_by_memory_budget(compose_cfg, monkeypatch):
     trained = []
-    real = sweep.train_population
+    real = batching.train_population
 
-    def spy(splits, model_cfg, trainer, members, device, bar=None):
+    def spy(splits, model_cfg, trainer, members, device, bar=None, ckpt=None):
         trained.append([(m.arm, m.seed) for m in members])
-        return real(splits, model_cfg, trainer, members, device, bar)
+        return real(splits, model_cfg, trainer, members, device, bar, ckpt)
 
-    monkeypatch.setattr(sweep, "train_population", spy)
+    monkeypatch.setattr(batching, "train_population", spy)  # where both cores train a population (or a chunk)
     jobs = _jobs(compose_cfg, ["regularizers=[l1]"], ["regularizers=[l2]"], ["regularizers=[l2]", "trainer.lr=0.001"])
     per_member = sweep.member_bytes(jobs[0].spec, sweep.data.load(jobs[0].spec.dataset))
     records = dict(sweep.train_jobs(jobs, budget_bytes=3 * per_member))
@@ -103,13 +104,13 @@ def test_jobs_share_baselines_and_split_by_memory_budget(compose_cfg, monkeypatc
 def test_batch_norm_members_train_in_a_population_of_their_own(compose_cfg, monkeypatch):
     """Batch norm in one member would put every member of its population on the autograd path."""
     trained = []
-    real = sweep.train_population
+    real = batching.train_population
 
-    def spy(splits, model_cfg, trainer, members, device, bar=None):
+    def spy(splits, model_cfg, trainer, members, device, bar=None, ckpt=None):
         trained.append(sorted({m.arm for m in members}))
-        return real(splits, model_cfg, trainer, members, device, bar)
+        return real(splits, model_cfg, trainer, members, device, bar, ckpt)
 
-    monkeypatch.setattr(sweep, "train_population", spy)
+    monkeypatch.setattr(batching, "train_population", spy)  # where both cores train a population (or a chunk)
     jobs = _jobs(compose_cfg, ["regularizers=[batch_norm]"], ["regularizers=[l2]"], ["regularizers=[dropout]"])
     records = dict(sweep.train_jobs(jobs, budget_bytes=1 << 30))
     assert trained == [["baseline", "dropout", "l2"], ["batch_norm"]]
@@ -124,7 +125,7 @@ def test_batch_norm_members_train_in_a_population_of_their_own(compose_cfg, monk
 
 def test_population_result_select_renumbers_a_jobs_members(compose_cfg):
     (job,) = _jobs(compose_cfg, ["regularizers=[l1]"])
-    pop = sweep.train_population(
+    pop = batching.train_population(
         sweep.data.load(job.spec.dataset), job.spec.model, job.spec.trainer, sweep.members_for(job.spec), "cpu"
     )
     part = pop.select([3, 0])
@@ -218,7 +219,7 @@ BATCH_FAILS = """
 from regbench import job, sweep
 def broken(*a, **kw):
     raise RuntimeError("population failed")
-sweep.train_population = broken
+sweep.train_members = broken
 real = job.run_experiment
 def flaky(cfg, spec, **kw):
     if spec.trainer.seed == 1:

@@ -35,7 +35,7 @@ log = logging.getLogger("regbench")
 JOBS = "jobs"
 FAILURE = "failure.json"
 TRACEBACK = "failure.txt"
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = "checkpoint.pt"  # with several chunks (train/batching.py) also checkpoint.members-A-B.pt
 LOCK = ".lock"
 SWEEP_INDEX = "jobs.jsonl"  # in a sweep's folder: one line per job run by the sweep, naming its folder
 # Trainer keys that never change a job's numbers (marked numbers=False on TrainerConfig): out of the run id.
@@ -144,6 +144,12 @@ def write_failure(folder: Path, err: BaseException, rid: str | None = None) -> P
     path = folder / FAILURE
     atomic_write(path, json.dumps(failure, indent=2) + "\n")
     return path
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    """The job's checkpoint files: one, or one per chunk of members (trainer.batching; train/batching.py)."""
+    stem, suffix = CHECKPOINT.rsplit(".", 1)
+    return [Path(folder) / CHECKPOINT, *sorted(Path(folder).glob(f"{stem}.members-*.{suffix}"))]
 
 
 def clear_failure(folder: Path) -> None:
