@@ -84,3 +84,20 @@ def test_small_images_skip_the_padding_and_still_equal_torch_conv():
         for a, b in zip(torch.autograd.grad(y, (x, conv.weight), g), torch.autograd.grad(ref, (x, conv.weight), g)):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(conv(x[0].detach()), _reference(conv, x[0].detach().expand(K, *x.shape[1:])))
+
+
+@pytest.mark.slow  # two short trainings each, with evaluation on the whole splits
+@pytest.mark.parametrize("dataset", [["dataset=mnist1d", "dataset.num_samples=600"], ["dataset=digits"]])
+def test_a_cnn_population_trained_twice_gives_bit_identical_numbers(compose_cfg, dataset):
+    from regbench import data
+    from regbench.config import validate_config
+    from regbench.train.engine import train_population
+    from regbench.train.population import members_for
+
+    cfg = compose_cfg(*dataset, "model=cnn", "model.channels=4", "trainer.steps=6", "trainer.seeds=2",
+                      "trainer.progress=off", "regularizers=[dropout,batch_norm]")  # fmt: skip
+    spec = validate_config(cfg)
+    splits, members = data.load(spec.dataset), members_for(spec)
+    runs = [train_population(splits, spec.model, spec.trainer, members, "cpu") for _ in range(2)]
+    assert torch.equal(runs[0].final, runs[1].final) and runs[0].history == runs[1].history
+    assert torch.isfinite(runs[0].final).all()
