@@ -1,7 +1,8 @@
 """Convolutional network: 1-D convolutions for sequences, 2-D for images, then a linear head.
 
-All K members run as one grouped convolution (groups=K) over channels laid out as [B, K*C, ...]; the default
-shape (3 layers of 25 channels, stride 2) is the MNIST-1D paper's CNN.
+Activations travel member-major and channels-last, [K, B, *S, C]: each layer is one batched matrix product of
+all members' patches (layers.BatchedConv). The default shape (3 layers of 25 channels, stride 2) is the MNIST-1D
+paper's CNN.
 """
 
 from __future__ import annotations
@@ -64,25 +65,20 @@ class CNN(MemberModel):
             self.norms += [bn.weight, bn.bias]
 
     def _fold(self, x: torch.Tensor) -> torch.Tensor:
-        """[K, B, (C,) *S] per-member batches, or a shared [N, (C,) *S], to [B, K*C, *S]."""
-        k = self.k
-        if self.dims == 1:
-            x = x.unsqueeze(-2)  # add the channel axis of a sequence
-        if x.dim() == self.dims + 2:  # shared input: the same examples for every member
-            return x.repeat(1, k, *([1] * self.dims))
-        return x.transpose(0, 1).flatten(1, 2)
+        """[K, B, (C,) *S] per-member batches, or a shared [N, (C,) *S], to channels-last [K, B, *S, C] / [N, *S, C]
+        (a view: the first layer's patches copy it anyway)."""
+        return x.unsqueeze(-1) if self.dims == 1 else x.movedim(-3, -1)
 
     def forward(self, x, ctx: Context):
         if self.input_drop is not None:
             x = self.input_drop(x, ctx)
         h = self._fold(x)
         for i, conv in enumerate(self.convs):
-            h = conv(h)
+            h = conv(h)  # [K, B, *S, C]
             if self.bns:
-                h = self.bns[i](h, ctx)
+                h = self.bns[i](h.view(self.k, -1, h.shape[-1]), ctx).reshape(h.shape)
             h = h.relu()
             if self.drops:
-                h = self.drops[i](h, ctx, member_axis=1)
-        b = h.shape[0]
-        h = h.reshape(b, self.k, self.features).transpose(0, 1)  # [K, B, features]
-        return self.head(h)
+                h = self.drops[i](h, ctx, channels_last=True)
+        # the head's weights read features as nn.Conv's flatten does, channel-major: (C, *S)
+        return self.head(h.movedim(-1, 2).reshape(self.k, h.shape[1], self.features))

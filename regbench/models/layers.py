@@ -1,12 +1,14 @@
 """Member-batched layers: K independent networks held as one set of tensors with a leading member axis.
 
-Dense activations travel as [K, B, F]; convolutional activations as [B, K*C, ...] so that one grouped convolution
-(groups=K) runs all members. Every layer keeps members independent: no value of member j ever enters member k's
-forward pass or gradient, which is what lets the sum of the members' losses be backpropagated at once.
+Dense activations travel as [K, B, F]; convolutional ones member-major and channels-last, [K, B, *S, C], so that a
+convolution of all members is one batched matrix product over their patches. Every layer keeps members independent:
+no value of member j ever enters member k's forward pass or gradient, which is what lets the sum of the members'
+losses be backpropagated at once.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -56,20 +58,133 @@ class BatchedLinear(nn.Module):
         return self.weight
 
 
+def plan(size: tuple[int, ...], kernel: int, stride: int, pad: int) -> tuple:
+    """The blocks of output positions a convolution over `size` is computed in: ((first, end) positions, (first,
+    end) taps) per axis. One block of every position and tap, unless the padding would be most of the work: then
+    positions are grouped by the taps that fall inside the input (the edges of each axis apart from its middle),
+    and each block reads only those. Digits' 8x8 images shrink to 4x4 and 2x2, where 51% and 84% of a full window
+    is padding: the products skip the zeros (which add nothing to a sum: the result differs only in rounding)."""
+    axes = []
+    for n in size:
+        segments: list[list] = []
+        for o in range((n + 2 * pad - kernel) // stride + 1):
+            taps = (max(0, pad - o * stride), min(kernel, n + pad - o * stride))
+            if segments and segments[-1][1] == taps:
+                segments[-1][0][1] = o + 1
+            else:
+                segments.append([[o, o + 1], taps])
+        axes.append([((o0, o1), taps) for (o0, o1), taps in segments])
+    blocks = list(itertools.product(*axes))
+    full = math.prod(seg[-1][0][1] * kernel for seg in axes)
+    kept = sum(math.prod((o1 - o0) * (t1 - t0) for (o0, o1), (t0, t1) in b) for b in blocks)
+    if kept > full // 2:
+        return ((tuple((0, seg[-1][0][1]) for seg in axes), ((0, kernel),) * len(size)),)
+    return tuple((tuple(p for p, _ in b), tuple(t for _, t in b)) for b in blocks)
+
+
+class Patches(torch.autograd.Function):
+    """im2col for channels-last input [..., *S, C], by blocks of output positions (see plan): per block
+    [..., *positions, taps * C], each position's window over the zero-padded input, taps outermost and channels
+    innermost.
+
+    In that order a window's rows are runs of contiguous floats (the whole window, in 1-D), so the forward pass is
+    one copy of long runs, and the backward pass adds whole windows too: every few positions' windows do not overlap
+    (every third at kernel 5, stride 2), so each such set is one add into a strided view of the padded gradient.
+    Tensor.unfold's (C, k) order and its generic backward kernel took twice as long (on digits, unfold_backward
+    alone was a third of a step), and an add per tap, of runs of C, a seventh of MNIST-1D's step."""
+
+    @staticmethod
+    def forward(ctx, x, blocks: tuple, dims: int, stride: int, pad: int):
+        nl = x.dim() - 1 - dims  # leading axes (members, batch)
+        lead, size, c = x.shape[:nl], x.shape[nl:-1], x.shape[-1]
+        padded = x.new_zeros(*lead, *(n + 2 * pad for n in size), c)
+        padded[(..., *(slice(pad, pad + n) for n in size), slice(None))] = x
+        st = padded.stride()
+        outs = []
+        for positions, taps in blocks:
+            start = sum((o0 * stride + t0) * st[nl + d] for d, ((o0, _), (t0, _)) in enumerate(zip(positions, taps)))
+            windows = padded.as_strided(
+                (*lead, *(o1 - o0 for o0, o1 in positions), *(t1 - t0 for t0, t1 in taps), c),
+                (*st[:nl], *(st[nl + d] * stride for d in range(dims)), *st[nl : nl + dims], 1),
+                padded.storage_offset() + start,
+            )
+            outs.append(windows.contiguous().view(*windows.shape[: nl + dims], -1))
+        ctx.meta = (tuple(x.shape), blocks, dims, stride, pad)
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        shape, blocks, dims, stride, pad = ctx.meta
+        nl = len(shape) - 1 - dims
+        lead, size, c = shape[:nl], shape[nl:-1], shape[-1]
+        padded = grads[0].new_zeros(*lead, *(n + 2 * pad for n in size), c)
+        st = padded.stride()
+        for grad, (positions, taps) in zip(grads, blocks):
+            # Every `every`-th position's windows do not overlap: each such set is one add of whole window rows
+            # (runs of taps*C floats) into a strided view, instead of an add per tap of runs of C.
+            span = [t1 - t0 for t0, t1 in taps]
+            every = [-(-n // stride) for n in span]
+            grad = grad.reshape(*grad.shape[:-1], *span, c)
+            for first in itertools.product(*(range(min(e, o1 - o0)) for e, (o0, o1) in zip(every, positions))):
+                src = grad[(..., *(slice(f, None, e) for f, e in zip(first, every)), *(slice(None),) * (dims + 1))]
+                start = sum(((o0 + f) * stride + t0) * st[nl + d] for d, ((o0, _), (t0, _), f) in
+                            enumerate(zip(positions, taps, first)))  # fmt: skip
+                dst = padded.as_strided(
+                    src.shape,
+                    (*st[:nl], *(st[nl + d] * stride * every[d] for d in range(dims)), *st[nl : nl + dims], 1),
+                    padded.storage_offset() + start,
+                )
+                dst.add_(src)
+        return padded[(..., *(slice(pad, pad + n) for n in size), slice(None))], None, None, None, None
+
+
 class BatchedConv(nn.Module):
-    """K convolutions as one grouped convolution over [B, K*C_in, ...]."""
+    """K convolutions over member-major, channels-last activations [K, B, *S, C_in] -> [K, B, *S_out, C_out], or a
+    shared input [N, *S, C_in] (evaluation) -> [K, N, *S_out, C_out].
+
+    Computed as im2col (Patches) and a batched matrix product, [K, B*S_out, k^d*C_in] patches against
+    [K, k^d*C_in, C_out] weights: on the CPU a grouped convolution (groups=K) of these small layers (25 channels)
+    is slower (see bench/conv_bench.py), and the channels-last layout makes every layer's patches one copy with no
+    transposes between layers. Parameters keep nn.Conv's layout, [K*C_out, C_in, k...], and draw order: a seed's
+    initial weights do not move.
+    """
 
     def __init__(self, gens, dims: int, c_in: int, c_out: int, kernel: int, stride: int):
         super().__init__()
         self.k, self.dims, self.stride, self.padding = len(gens), dims, stride, kernel // 2
-        shape = (c_out, c_in) + (kernel,) * dims
+        self.kernel, self.c_in, self.c_out = kernel, c_in, c_out
         fan_in = c_in * kernel**dims
+        shape = (c_out, c_in) + (kernel,) * dims
         self.weight = nn.Parameter(uniform_init(gens, shape, fan_in).flatten(0, 1))  # [K*C_out, C_in, k...]
         self.bias = nn.Parameter(uniform_init(gens, (c_out,), fan_in).flatten())  # [K*C_out]
+        self._plans: dict[tuple[int, ...], tuple] = {}  # by input size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv = F.conv1d if self.dims == 1 else F.conv2d
-        return conv(x, self.weight, self.bias, self.stride, self.padding, groups=self.k)
+        k, c_out, dims = self.k, self.c_out, self.dims
+        size = tuple(x.shape[x.dim() - 1 - dims : -1])
+        blocks = self._plans.get(size)
+        if blocks is None:
+            blocks = self._plans[size] = plan(size, self.kernel, self.stride, self.padding)
+        shared = x.dim() == dims + 2  # [N, *S, C], the same input for every member (evaluation)
+        w = self.weight.view(k, c_out, self.c_in, *(self.kernel,) * dims)
+        bias = self.bias.view(k, 1, c_out)
+        ys = []
+        for h, (_, taps) in zip(Patches.apply(x, blocks, dims, self.stride, self.padding), blocks):
+            # the weight's fan-in in the patches' order, taps outermost: [K, C_out, taps * C_in] (a small copy)
+            wb = w[(..., *(slice(t0, t1) for t0, t1 in taps))].movedim(2, -1).reshape(k, c_out, -1)
+            if shared:  # one product against all members' weights side by side, no K copies of the input
+                y = h.reshape(-1, h.shape[-1]) @ wb.permute(2, 0, 1).reshape(-1, k * c_out)
+                y = (y.view(-1, k, c_out).transpose(0, 1) + bias).view(k, *h.shape[:-1], c_out)
+            else:
+                y = torch.baddbmm(bias, h.view(k, -1, h.shape[-1]), wb.transpose(1, 2)).view(*h.shape[:-1], c_out)
+            ys.append(y)
+        if len(ys) == 1:
+            return ys[0]
+        out_size = tuple(o1 for o0, o1 in blocks[-1][0])
+        out = ys[0].new_empty(*ys[0].shape[: ys[0].dim() - 1 - dims], *out_size, c_out)
+        for y, (positions, _) in zip(ys, blocks):
+            out[(..., *(slice(o0, o1) for o0, o1 in positions), slice(None))] = y
+        return out
 
     def rows(self) -> torch.Tensor:
         """The weight as [K, units, fan_in], one row per output channel (a view)."""
@@ -168,26 +283,25 @@ class MemberDropout(nn.Module):
             return drawn
         return torch.ones((self.p.numel(), *shape[1:]), device=drawn.device).index_copy_(0, self.active, drawn)
 
-    def forward(self, x: torch.Tensor, ctx: Context, member_axis: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ctx: Context, channels_last: bool = False) -> torch.Tensor:
+        """x [K, B, ...]; channels_last: convolutional activations [K, B, *S, C], whose masks are drawn as
+        [K, B, C, *S] (the layout they were first drawn in: a seed's masks stay the same) and moved."""
         if not ctx.train:
             return x
-        if member_axis == 0:  # [K, B, ...]
+        if not channels_last:
             return x * self.scale(tuple(x.shape), ctx).to(x.dtype)
-        # channel-folded layout [B, K*C, ...]: draw [K, B, C, ...] then fold members into channels
-        b, kc = x.shape[:2]
-        k = self.p.numel()
-        shape = (b, kc // k) + tuple(x.shape[2:])
-        u = self._rng(ctx.seeds, False).uniform(ctx.step, shape)  # [K, B, C, ...]
+        shape = (x.shape[1], x.shape[-1], *x.shape[2:-1])  # (B, C, *S)
+        u = self._rng(ctx.seeds, False).uniform(ctx.step, shape)  # [K, B, C, *S]
         p = self.p.view(-1, *([1] * len(shape)))
-        keep = ((u >= p) / (1 - p)).transpose(0, 1).reshape(x.shape)
-        return x * keep
+        return x * ((u >= p) / (1 - p)).movedim(2, -1).to(x.dtype)
 
 
 class MemberBatchNorm(nn.Module):
     """Batch norm with separate statistics and affine parameters per member, on for the members in `enabled`.
 
-    Members are folded into channels (K*C), so F.batch_norm's per-channel batch statistics are per member;
-    running statistics serve at evaluation. Members with it off get their input back untouched.
+    Takes [K, B, C] (a convolution's [K, B, *S, C] viewed as [K, B*S, C]). Members are folded into channels (K*C),
+    so F.batch_norm's per-channel batch statistics are per member; running statistics serve at evaluation. Members
+    with it off get their input back untouched.
     """
 
     def __init__(self, enabled: torch.Tensor, channels: int, momentum: float = 0.1, eps: float = 1e-5):
@@ -211,26 +325,19 @@ class MemberBatchNorm(nn.Module):
         bias.register_hook(lambda g: g.reshape(self.k, -1).masked_fill(self.enabled.view(-1, 1), 0.0).view_as(g))
 
     def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
-        dense = x.dim() == 3 and x.shape[0] == self.k and x.shape[2] == self.c  # [K, B, C]
-        # conv activations already come as [B, K*C, ...]; dense ones fold to [B, K*C]
-        folded = x.transpose(0, 1).reshape(x.shape[1], self.k * self.c) if dense else x
-        out = F.batch_norm(
-            folded,
-            self.running_mean,
-            self.running_var,
-            self.weight,
-            self.bias,
-            training=ctx.train,
-            momentum=self.momentum,
-            eps=self.eps,
+        n = x.shape[1]
+        out = (
+            F.batch_norm(
+                x.transpose(0, 1).reshape(n, self.k * self.c),  # [N, K*C]
+                self.running_mean,
+                self.running_var,
+                self.weight,
+                self.bias,
+                training=ctx.train,
+                momentum=self.momentum,
+                eps=self.eps,
+            )
+            .view(n, self.k, self.c)
+            .transpose(0, 1)
         )
-        if dense:
-            out = out.view(x.shape[1], self.k, self.c).transpose(0, 1)
-        if self.all_on:
-            return out
-        mask = (
-            self.enabled.view(-1, 1, 1)
-            if dense
-            else self.enabled.repeat_interleave(self.c).view(1, -1, *([1] * (x.dim() - 2)))
-        )
-        return torch.where(mask, out, x)
+        return out if self.all_on else torch.where(self.enabled.view(-1, 1, 1), out, x)
