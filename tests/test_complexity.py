@@ -82,3 +82,19 @@ def test_the_report_shows_complexity_per_group_and_plots_it(tmp_path):
     r = CliRunner().invoke(app, ["report", str(tmp_path), "--plots", str(tmp_path / "figs")])
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "figs" / "complexity.png").is_file()
+
+
+def test_the_final_evaluation_keeps_the_margins_and_predictions_a_separate_pass_would_give():
+    from regbench.train import evaluate
+
+    w = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(3))
+    y = torch.randint(0, 3, (30,), generator=torch.Generator().manual_seed(4))
+    splits = Splits("hand", "table", 3, x, y, x[:7], y[:7], x[:9], y[:9])
+    model, seeds = linear_model(w, 4), torch.zeros(1, dtype=torch.int64)
+    keep = {"log_probs": True}
+    evaluate.evaluate(model, splits, seeds, keep=keep)
+    assert torch.equal(keep["margins"], complexity._margins(model, splits, seeds, True))
+    (alone,) = complexity.test_log_probs(model, splits, seeds)
+    (kept,) = complexity.test_log_probs(model, splits, seeds, kept=keep["log_probs"])
+    assert kept.shape == (9, 3) and (kept == alone).all()

@@ -17,6 +17,7 @@ import math
 import torch
 
 from regbench.models.layers import Context
+from regbench.train import evaluate
 
 SPARSE_BELOW = 1e-3
 QUANTILES = (0.1, 0.5, 0.9)
@@ -24,9 +25,10 @@ _ROWS = 4096  # training examples per forward pass
 
 
 @torch.no_grad()
-def measure(model, splits, seeds: torch.Tensor, fast: bool = True) -> list[dict]:
+def measure(model, splits, seeds: torch.Tensor, fast: bool = True, margins: torch.Tensor | None = None) -> list[dict]:
     """[K] dicts: {"layers": [{norm, near_zero, spectral}...], "margin": {q10, q50, q90, normalized}}. fast=False:
-    the model's plain forward (trainer.fast=false)."""
+    the model's plain forward (trainer.fast=false). margins: the training split's, [K, N], when the final
+    evaluation kept them (train.evaluate: one pass over the data), else computed here."""
     k = seeds.numel()
     layers = [[] for _ in range(k)]
     log_spectral = torch.zeros(k, dtype=torch.float64)
@@ -41,7 +43,8 @@ def measure(model, splits, seeds: torch.Tensor, fast: bool = True) -> list[dict]
         log_spectral += spectral.double().clamp_min(1e-30).log().cpu()
         for j, (n, z, s) in enumerate(zip(norm.tolist(), near.tolist(), spectral.tolist())):
             layers[j].append({"norm": n, "near_zero": z, "spectral": s})
-    margins = _margins(model, splits, seeds, fast)  # [K, N]
+    if margins is None:
+        margins = _margins(model, splits, seeds, fast)  # [K, N]
     qs = torch.quantile(margins, torch.tensor(QUANTILES, device=margins.device), dim=1).T.cpu().tolist()  # [K, 3]
     out = []
     for j in range(k):
@@ -60,13 +63,15 @@ def measure(model, splits, seeds: torch.Tensor, fast: bool = True) -> list[dict]
 
 
 @torch.no_grad()
-def test_log_probs(model, splits, seeds: torch.Tensor, fast: bool = True) -> list:
+def test_log_probs(model, splits, seeds: torch.Tensor, fast: bool = True, kept: torch.Tensor | None = None) -> list:
     """Each member's log-probabilities on the test split, [N, C] float16 numpy arrays (20 KB per 1000 examples of
-    10 classes): what the report's bias-variance decomposition reads (records.PREDICTIONS)."""
-    ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
-    x, _ = splits.split("test")
-    parts = [model(x[s : s + _ROWS], ctx).float().log_softmax(-1) for s in range(0, len(x), _ROWS)]
-    return list(torch.cat(parts, 1).to(torch.float16).cpu().numpy())
+    10 classes): what the report's bias-variance decomposition reads (records.PREDICTIONS). kept: the final
+    evaluation's, when it kept them."""
+    if not isinstance(kept, torch.Tensor):
+        ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
+        x, _ = splits.split("test")
+        kept = torch.cat([model(x[s : s + _ROWS], ctx).float().log_softmax(-1) for s in range(0, len(x), _ROWS)], 1)
+    return list(kept.to(torch.float16).cpu().numpy())
 
 
 def _margins(model, splits, seeds: torch.Tensor, fast: bool) -> torch.Tensor:
@@ -74,11 +79,8 @@ def _margins(model, splits, seeds: torch.Tensor, fast: bool) -> torch.Tensor:
     x, y = splits.split("train")
     parts = []
     for start in range(0, len(y), _ROWS):
-        logits = model(x[start : start + _ROWS], ctx).float()  # [K, n, C]
-        yc = y[start : start + _ROWS].expand(logits.shape[0], -1)
-        true = logits.gather(2, yc.unsqueeze(-1)).squeeze(-1)
-        other = logits.scatter(2, yc.unsqueeze(-1), float("-inf")).amax(2)
-        parts.append(true - other)
+        logits = model(x[start : start + _ROWS], ctx)  # [K, n, C]
+        parts.append(evaluate.margins(logits, y[start : start + _ROWS].expand(logits.shape[0], -1)))
     return torch.cat(parts, 1)
 
 

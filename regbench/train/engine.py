@@ -295,6 +295,7 @@ class Training:
         self.total_epochs = math.ceil(self.total_steps / self.schedule.steps_per_epoch)
 
         self.history: list[tuple[int, int, torch.Tensor]] = []  # (epoch, step, [K, 6] metrics) per evaluation
+        self.kept: dict | None = None  # what the last evaluation kept of its logits (evaluate's `keep`)
         self.step = 0
         self.epoch = 0
         self.elapsed = 0.0  # training time spent before a resume (wall_time)
@@ -423,7 +424,10 @@ class Training:
 
     def eval_epoch(self, epoch: int, progress) -> None:
         """Metrics on the whole splits; members that diverged or that a hook stops (early stopping) freeze."""
-        metrics = evaluate(self.model, self.splits, self.seeds_t, self.fast)
+        # the last evaluation keeps what the end of training reads from its logits (margins, test predictions)
+        keep = {"log_probs": self.trainer.predictions} if self.step == self.total_steps else None
+        metrics = evaluate(self.model, self.splits, self.seeds_t, self.fast, keep)
+        self.kept = keep
         self.history.append((epoch, self.step, metrics))
         self.finite &= torch.isfinite(metrics).all(1)
         self.freezer.freeze(~self.finite, epoch, diverged=True)
@@ -437,16 +441,16 @@ class Training:
     def result(self) -> PopulationResult:
         """The end-of-training hooks (e.g. restoring best weights), final metrics, and the history as rows."""
         changed = [r.on_end(self.model) for r in self.regs]  # a list, so every hook runs
+        kept = self.kept or {}
         if self.freezer.any or any(changed):
-            final = evaluate(self.model, self.splits, self.seeds_t, self.fast)
+            kept = {"log_probs": self.trainer.predictions}
+            final = evaluate(self.model, self.splits, self.seeds_t, self.fast, kept)
         else:
             final = self.history[-1][2]
-        extras: list[dict] = [
-            {"complexity": c}
-            for c in complexity.finite(complexity.measure(self.model, self.splits, self.seeds_t, self.fast))
-        ]
+        measured = complexity.measure(self.model, self.splits, self.seeds_t, self.fast, kept.get("margins"))
+        extras: list[dict] = [{"complexity": c} for c in complexity.finite(measured)]
         if self.trainer.predictions:  # the test split's log-probabilities, float16: bias-variance in the report
-            logp = complexity.test_log_probs(self.model, self.splits, self.seeds_t, self.fast)
+            logp = complexity.test_log_probs(self.model, self.splits, self.seeds_t, self.fast, kept.get("log_probs"))
             for j, lp in enumerate(logp):
                 extras[j]["predictions"] = lp
         for r in self.regs:

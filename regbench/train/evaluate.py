@@ -21,9 +21,11 @@ _CHUNK_ELEMENTS = 1 << 20
 
 
 @torch.no_grad()
-def evaluate(model, splits, seeds: torch.Tensor, fast: bool = True) -> torch.Tensor:
+def evaluate(model, splits, seeds: torch.Tensor, fast: bool = True, keep: dict | None = None) -> torch.Tensor:
     """[K, 6] tensor on the model's device, columns as COLUMNS. Performs no host synchronisation. fast=False: the
-    model's plain forward (trainer.fast=false)."""
+    model's plain forward (trainer.fast=false). keep: a dict to fill, on the way, with what the end of training
+    also reads from these logits (train/complexity.py): "margins", [K, N_train], and with keep["log_probs"] set,
+    "log_probs", the test split's [K, N_test, C] log-probabilities; one pass over the data instead of three."""
     ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
     k = seeds.numel()
     cols = []
@@ -33,11 +35,26 @@ def evaluate(model, splits, seeds: torch.Tensor, fast: bool = True) -> torch.Ten
         rows = max(1, _CHUNK_ELEMENTS // (k * max(256, x[0].numel())))
         losses = []  # per example, summed once at the end: a sum over chunks would round differently for each
         correct = torch.zeros(k, device=x.device)  # chunk size, and the chunk size depends on K
+        kept = []
         for start in range(0, n, rows):
             xc, yc = x[start : start + rows], y[start : start + rows]
             logits = model(xc, ctx)  # [K, n, C]
             target = yc.expand(k, -1)
             losses.append(F.cross_entropy(logits.transpose(1, 2), target, reduction="none"))
             correct += (logits.argmax(-1) == target).sum(1)
+            if keep is not None and split == "train":
+                kept.append(margins(logits, target))
+            elif keep is not None and split == "test" and keep.get("log_probs"):
+                kept.append(logits.float().log_softmax(-1))
         cols += [torch.cat(losses, 1).sum(1) / n, correct / n]
+        if kept:
+            keep["margins" if split == "train" else "log_probs"] = torch.cat(kept, 1)
     return torch.stack(cols, dim=1)
+
+
+def margins(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """[K, n]: the true class's logit minus the largest other (negative where the member is wrong)."""
+    logits = logits.float()
+    true = logits.gather(2, target.unsqueeze(-1)).squeeze(-1)
+    other = logits.scatter(2, target.unsqueeze(-1), float("-inf")).amax(2)
+    return true - other
