@@ -1,6 +1,7 @@
 """regbench against a textbook training loop, on the same sweep, in one process.
 
-  (a) textbook: one nn.Module and one torch.optim.Adam per run, loss.item() every step, runs one after another;
+  (a) textbook: one nn.Module and one torch.optim.Adam per run, loss.item() every step, runs one after another,
+      then the loss and accuracy on the train, validation and test splits (what regbench reports);
   (b) regbench: the same runs as sweep jobs handed to its batched launcher's core (regbench.sweep.train_jobs):
       one population, baselines shared.
 Sweep: MNIST-1D, MLP 40-100-100-10, batch 100, a fixed number of Adam steps, 8 regularizer settings x 4 seeds.
@@ -145,9 +146,7 @@ def textbook_run(splits, reg, key, value, seed, steps, batch, device) -> float:
             opt.step()
             loss.item()  # what a textbook loop logs every step
             step += 1
-    model.eval()
-    with torch.no_grad():
-        return (model(splits.x_test).argmax(1) == splits.y_test).float().mean().item()
+    return rows.textbook_eval(model, splits)  # train/val/test loss and accuracy, as regbench reports them
 
 
 def peak_memory_mb(device) -> float:
