@@ -61,9 +61,11 @@ def test_bench_runs_and_prints_its_figures():
     assert re.search(r"^regbench: trainer.batching=auto: batched, chunks of 36 of 36$", out, re.M)
     row = re.search(
         r"^row cnn-digits: 1 threads, 5 steps, 8 runs; textbook ([0-9.]+) s/run, regbench ([0-9.]+) s/run "
-        r"\(trainer.batching=auto: batched, chunks of 10 of 10; .*\), ratio ([0-9.]+)x; test acc",
+        r"\(trainer.batching=auto: batched, chunks of 10 of 10; .*\), ratio ([0-9.]+)x "
+        r"\(([0-9.]+)x per member trained: 10 members for 8 runs\); test acc",
         out,
         re.M,
     )
     assert row and float(row.group(3)) == pytest.approx(float(row.group(1)) / float(row.group(2)), rel=0.02)
+    assert float(row.group(4)) == pytest.approx(float(row.group(3)) * 10 / 8, rel=0.02)
     assert re.search(r"^row resnet: (skipped|1 threads)", out, re.M)  # a placeholder until the model is registered
