@@ -4,7 +4,8 @@
 saved, each chosen logger writes it (the history is the record's: eval-mode metrics on the full splits, one point
 per evaluation, so the curves are the report's). A logger never changes the numbers, the run id or the report's
 pairing, and one that fails (a tracking server down) warns and leaves the job's record as it is.
-Each is an optional extra: pip install 'regbench[loggers]' (the dev extra includes it).
+Each is an optional extra: pip install 'regbench[tensorboard]', 'regbench[mlflow]', or both: 'regbench[loggers]'
+(the dev extra includes both).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def check(loggers: dict) -> None:
         entry = get(name)
         if importlib.util.find_spec(entry.package) is None:
             raise UsageError(
-                f"logger={name}: needs the {entry.package} package; install it with: pip install 'regbench[loggers]'"
+                f"logger={name}: needs the {entry.package} package; install it with: pip install 'regbench[{name}]'"
             )
 
 
