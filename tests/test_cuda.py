@@ -70,3 +70,24 @@ def test_cuda_members_match_themselves_trained_alone(compose_cfg, graph_steps):
         alone = train_population(splits, spec.model, spec.trainer, [members[j]], "cuda")
         # cuBLAS may pick another kernel for another batch count: equal up to rounding, not bit for bit
         torch.testing.assert_close(alone.final[0], together.final[j], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["dataset=digits", "model=torch", "model.target=regbench.models.examples:SmallConvNet"],
+        ["dataset=digits", "model=resnet", "model.depth=10", "model.width=4", "model.norm=none"],
+    ],
+    ids=["torch", "resnet"],
+)
+def test_cuda_func_models_train_members_as_they_train_alone(compose_cfg, overrides):
+    """The user's module and the ResNet through torch.func on the GPU (no CUDA graph: FuncModel is not graphable):
+    a member in a population equals itself alone."""
+    regs = "dropout,batch_norm,l2" if "model=torch" in overrides else "stochastic_depth,batch_norm,l2"
+    spec = validate_config(compose_cfg(*TINY[1:], *overrides, f"regularizers=[{regs}]", "trainer.epochs=1"))
+    splits = data.load(spec.dataset).to("cuda")
+    members = members_for(spec)
+    together = train_population(splits, spec.model, spec.trainer, members, "cuda")
+    assert torch.isfinite(together.final).all()
+    alone = train_population(splits, spec.model, spec.trainer, [members[-1]], "cuda")
+    torch.testing.assert_close(alone.final[0], together.final[-1], rtol=1e-3, atol=1e-3)
