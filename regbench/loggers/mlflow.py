@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from regbench.reporting.stats import flatten
 from regbench.schema import param
 
 CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
@@ -18,16 +19,6 @@ CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_a
 class MlflowConfig:
     tracking_uri: str = param("results/mlruns", "MLflow tracking store: a folder, or a server's http(s):// address")
     experiment: str = param("regbench", "MLflow experiment the runs go to")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _uri(uri: str) -> str:
@@ -49,7 +40,7 @@ def log_mlflow(cfg: MlflowConfig, record: dict, folder: Path) -> str:
     client = MlflowClient(tracking_uri=_uri(cfg.tracking_uri))
     exp = client.get_experiment_by_name(cfg.experiment)
     exp_id = exp.experiment_id if exp is not None else client.create_experiment(cfg.experiment)
-    config = _flat(record["provenance"].get("config", {}))
+    config = flatten(record["provenance"].get("config", {}))
     parent = client.create_run(exp_id, run_name=record["run_id"], tags={"regbench.folder": str(folder)})
     pid = parent.info.run_id
     client.log_batch(pid, params=[Param(k, str(v)[:500]) for k, v in config.items()])
@@ -60,7 +51,7 @@ def log_mlflow(cfg: MlflowConfig, record: dict, folder: Path) -> str:
             tags={"mlflow.parentRunId": pid, "regbench.run_id": record["run_id"]},
         )
         cid = child.info.run_id
-        params = {"arm": m["arm"], "seed": m["seed"], **_flat(m["regularizers"], "regularizers.")}
+        params = {"arm": m["arm"], "seed": m["seed"], **flatten(m["regularizers"], "regularizers.")}
         rows = [r for r in record["history"] if r["member"] == m["member"]]
         now = int(time.time() * 1000)
         metrics = [Metric(c, float(r[c]), now, int(r["epoch"])) for r in rows for c in CURVES]

@@ -84,11 +84,12 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested dict as one level of dotted keys: {"model": {"width": 100}} -> {"model.width": 100}."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -96,7 +97,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def context_labels(contexts) -> dict[str, str]:
     """Each context named by the settings where it differs from the others ('' when all agree)."""
-    flat = {c: _flat(json.loads(c)) for c in dict.fromkeys(contexts)}
+    flat = {c: flatten(json.loads(c)) for c in dict.fromkeys(contexts)}
     keys = sorted({k for f in flat.values() for k in f} - {"dataset.name", "model.name"})
     varying = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flat.values()}) > 1]
     return {c: ",".join(f"{k}={f.get(k)}" for k in varying) for c, f in flat.items()}
