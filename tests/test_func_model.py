@@ -366,3 +366,31 @@ def test_bring_your_own_model_through_the_cli(tmp_path):
         "regbench: error: model.target='my_models:TinyNett': my_models has no TinyNett\n",
     )
     assert list(elsewhere.iterdir()) == [elsewhere / "my_models.py"]
+
+
+class _Recorder(nn.Module):
+    """A small conv net that notes the memory format its input arrives in."""
+
+    seen: list = []
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.Linear(4, 3)
+
+    def forward(self, x):
+        _Recorder.seen.append(x.is_contiguous(memory_format=torch.channels_last))
+        return self.head(self.conv(x).relu().mean(dim=(2, 3)))
+
+
+def test_one_member_at_a_time_feeds_images_channels_last_with_the_same_outputs():
+    _Recorder.seen.clear()
+    model = FuncModel(_Recorder, (3, 6, 6), "image", 3, _gens([0]), _hints(1))
+    x = torch.randn(1, 5, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    out = model(x, Context(seeds=torch.zeros(1, dtype=torch.int64), train=True))
+    assert _Recorder.seen[-1] is True  # oneDNN's convolutions run on channels-last input without a reorder
+    torch.manual_seed(0)
+    plain = _Recorder()
+    with torch.no_grad():
+        for name, t in plain.named_parameters():
+            t.copy_(getattr(model, name.replace(".", "__"))[0])
+    torch.testing.assert_close(out[0], plain(x[0].contiguous()), rtol=1e-5, atol=1e-6)
