@@ -309,6 +309,7 @@ def test_a_sweep_expands_in_the_basic_sweepers_order():
         preflight.sweep_jobs(parse(["a=interval(0,1)"]))
 
 
+@pytest.mark.slow  # composes and validates every singles cell on a ResNet: ~12 s
 def test_singles_on_resnet_take_stochastic_depth_cells():
     """The ResNet has residual blocks but no dropout layers, and with norm=batch no batch norm to switch."""
     every = ["-m", "experiment=singles", "dataset=digits", "model=resnet", "+experiment/single=glob(*)"]
