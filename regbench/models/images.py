@@ -133,12 +133,18 @@ class _ImageModel(FuncModel):
     regularizers is fixed by its type and the norm option: no need to build one to say."""
 
     kinds = ("image",)
-    places: frozenset[str]  # what the network has besides its batch norm layers
     offered_with = {"batch_norm": "model.norm=none"}
 
-    @staticmethod
-    def module(cfg, input_shape, n_classes: int) -> nn.Module:
-        raise NotImplementedError
+    def __init_subclass__(cls, network: type[nn.Module], layouts: dict, places: frozenset[str]):
+        """network(layout, width, in_channels, n_classes) is the plain module; layouts: model.depth -> its
+        layout (blocks per stage, or VGG's configuration); places: what it has besides its batch norm layers."""
+        super().__init_subclass__()
+        cls.network, cls.layouts, cls.places = network, layouts, places
+
+    @classmethod
+    def module(cls, cfg, input_shape, n_classes: int) -> nn.Module:
+        """One member's plain nn.Module, as a textbook loop would train it."""
+        return cls.network(cls.layouts[cfg.depth], cfg.width, input_shape[0], n_classes)
 
     @classmethod
     def offers(cls, cfg, input_shape, kind, n_classes):
@@ -150,17 +156,9 @@ class _ImageModel(FuncModel):
         super().__init__(make, input_shape, kind, n_classes, gens, hints, cfg.norm == "batch", f"model={cfg.name}")
 
 
-class ResNet(_ImageModel):
-    places = frozenset({"residual"})
-
-    @staticmethod
-    def module(cfg: ResNetConfig, input_shape, n_classes: int) -> nn.Module:
-        return PreActResNet(RESNET_BLOCKS[cfg.depth], cfg.width, input_shape[0], n_classes)
+class ResNet(_ImageModel, network=PreActResNet, layouts=RESNET_BLOCKS, places=frozenset({"residual"})):
+    pass
 
 
-class Vgg(_ImageModel):
-    places = frozenset({"dropout"})
-
-    @staticmethod
-    def module(cfg: VggConfig, input_shape, n_classes: int) -> nn.Module:
-        return VGG(VGG_LAYERS[cfg.depth], cfg.width, input_shape[0], n_classes)
+class Vgg(_ImageModel, network=VGG, layouts=VGG_LAYERS, places=frozenset({"dropout"})):
+    pass
