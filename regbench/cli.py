@@ -367,11 +367,10 @@ def report(
     if bias_variance or complexity:
         view = "bias_variance" if bias_variance else "complexity"
         return _side_view(view, frame.merge(table[["dataset", "model", "context", "setting"]]), fmt, output)
-    if fmt in formats.BINARY:
-        try:
-            formats.render(table.head(0), fmt)  # a missing engine (pyarrow) is found before anything is written
-        except UsageError as err:
-            _fail(err)
+    try:
+        formats.require(fmt)  # a missing engine (pyarrow) is found before anything is written
+    except UsageError as err:
+        _fail(err)
     if plots:  # before the table is written: a plots folder that cannot be made leaves nothing behind
         _make_folder("--plots", plots)
     if output:

@@ -324,3 +324,11 @@ def test_parquet_goes_to_a_file_and_says_when_pyarrow_is_missing(sweep, tmp_path
     assert (r.exit_code, r.stderr.count("\n")) == (2, 1), (r.exception, r.stderr)
     assert "pip install 'regbench[parquet]'" in r.stderr
     assert not out.exists()
+
+
+def test_a_regularizer_without_parameters_is_a_true_column_not_an_empty_object(tmp_path):
+    job(tmp_path / "bn", "batch_norm", {}, BASE, L2)
+    back = pd.read_csv(__import__("io").StringIO(formats.csv(build([tmp_path])))).set_index("setting")
+    used = back["regularizers.batch_norm"]
+    assert used["batch_norm"] == True and pd.isna(used["baseline"])  # noqa: E712
+    assert not back.astype(str).apply(lambda col: col.str.startswith("{")).any().any()

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from regbench.errors import UsageError
-from regbench.reporting.stats import CONFIDENCE, DELTAS
+from regbench.reporting.stats import CONFIDENCE, DELTAS, flatten
 from regbench.train.population import BASELINE
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex", "parquet")
@@ -124,12 +124,16 @@ def _markdown_candidates(t: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(t: pd.DataFrame) -> str:
-    r = readable(t)
+def _markdown_table(r: pd.DataFrame) -> str:
+    """A frame of strings as a markdown table (| in a cell escaped)."""
     cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(map(cell, r.columns)) + " |", "|" + "|".join("---" for _ in r.columns) + "|"]
     lines += ["| " + " | ".join(map(cell, row)) + " |" for row in r.itertuples(index=False)]
-    return "\n".join(lines) + "\n\n" + NOTE + "\n" + _markdown_candidates(t)
+    return "\n".join(lines) + "\n"
+
+
+def markdown(t: pd.DataFrame) -> str:
+    return _markdown_table(readable(t)) + "\n" + NOTE + "\n" + _markdown_candidates(t)
 
 
 _LATEX = {
@@ -154,16 +158,16 @@ def _tex(v) -> str:
     return "".join(_LATEX.get(c, c) for c in str(v))
 
 
-def latex(t: pd.DataFrame) -> str:
-    r = readable(t)
-    lines = [
-        r"\begin{tabular}{" + "l" * 3 + "r" * (len(r.columns) - 3) + "}",
-        r"\hline",
-        " & ".join(map(_tex, r.columns)) + r" \\",
-        r"\hline",
-    ]
+def _latex_table(r: pd.DataFrame, align: str) -> str:
+    """A frame of strings as a LaTeX tabular with column alignment `align` (e.g. "lllrr")."""
+    lines = [r"\begin{tabular}{" + align + "}", r"\hline", " & ".join(map(_tex, r.columns)) + r" \\", r"\hline"]
     lines += [" & ".join(map(_tex, row)) + r" \\" for row in r.itertuples(index=False)]
     return "\n".join(lines + [r"\hline", r"\end{tabular}"]) + "\n"
+
+
+def latex(t: pd.DataFrame) -> str:
+    r = readable(t)
+    return _latex_table(r, "l" * 3 + "r" * (len(r.columns) - 3))
 
 
 # Columns that hold JSON objects in the table (what the members' numbers depend on, and their regularizers). A CSV
@@ -172,23 +176,13 @@ def latex(t: pd.DataFrame) -> str:
 NESTED = {"context": "config", "regularizers": "regularizers"}
 
 
-def _leaves(obj: dict, prefix: str) -> dict:
-    out = {}
-    for key, value in obj.items():
-        if isinstance(value, dict) and value:
-            out.update(_leaves(value, f"{prefix}.{key}"))
-        else:
-            out[f"{prefix}.{key}"] = value
-    return out
-
-
 def flat(t: pd.DataFrame) -> pd.DataFrame:
     """The table with NESTED's JSON columns replaced by one column per leaf, after the table's own columns."""
     parsed = {col: [_json.loads(v) for v in t[col]] for col in NESTED if col in t.columns}
     out = t.drop(columns=list(parsed)).reset_index(drop=True)
     extra = {}
     for col, objs in parsed.items():
-        rows = [_leaves(o, NESTED[col]) for o in objs]
+        rows = [flatten(o, f"{NESTED[col]}.", empty=True) for o in objs]  # batch_norm: {} -> True, used
         for name in sorted({k for r in rows for k in r}):
             # a list (e.g. augment's ops) stays one cell, written as text; scalars keep their type
             extra[name] = [(str(v) if isinstance(v, list) else v) for v in (r.get(name) for r in rows)]
@@ -211,13 +205,22 @@ def has_pyarrow() -> bool:
     return importlib.util.find_spec("pyarrow") is not None
 
 
+def require(fmt: str) -> None:
+    """Refuse a format whose engine is not installed (Parquet's, pyarrow): called before anything is written."""
+    if fmt == "parquet" and not has_pyarrow():
+        raise UsageError("--format parquet: needs pyarrow; install it with: pip install 'regbench[parquet]'")
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    require("parquet")
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
 def parquet(t: pd.DataFrame) -> bytes:
     """The flattened table as Parquet (needs pyarrow: pip install 'regbench[parquet]')."""
-    if not has_pyarrow():
-        raise UsageError("--format parquet: needs pyarrow; install it with: pip install 'regbench[parquet]'")
-    buf = io.BytesIO()
-    flat(t).to_parquet(buf, index=False)
-    return buf.getvalue()
+    return _parquet_bytes(flat(t))
 
 
 def rich(t: pd.DataFrame, console: Console | None = None) -> None:
@@ -272,34 +275,24 @@ def side_table(t: pd.DataFrame, fmt: str, title: str = "", console: Console | No
     """A table other than the gap table (e.g. --bias-variance's), in any of FORMATS: numbers to 3 decimals where
     read by a person, in full in csv/json/parquet. rich prints to `console` and returns None."""
     shown = t.drop(columns=[c for c in ("context",) if c in t.columns])
-    if fmt in ("csv", "json", "parquet"):
-        if fmt == "csv":
-            return shown.to_csv(index=False)
-        if fmt == "json":
-            return shown.to_json(orient="records", indent=2, double_precision=15) + "\n"
-        if not has_pyarrow():
-            raise UsageError("--format parquet: needs pyarrow; install it with: pip install 'regbench[parquet]'")
-        buf = io.BytesIO()
-        shown.to_parquet(buf, index=False)
-        return buf.getvalue()
+    if fmt == "csv":
+        return shown.to_csv(index=False)
+    if fmt == "json":
+        return shown.to_json(orient="records", indent=2, double_precision=15) + "\n"
+    if fmt == "parquet":
+        return _parquet_bytes(shown)
     cells = shown.map(lambda v: f"{v:.3f}" if isinstance(v, float) else str(v))
     if fmt == "rich":
         table = Table(title=title, title_justify="left")
         for c in cells.columns:
-            table.add_column(c, justify="left" if cells[c].dtype == object and c in ("setting", "config") else "right")
+            table.add_column(c, justify="left" if c in ("setting", "config") else "right")
         for row in cells.itertuples(index=False):
             table.add_row(*row)
         (console or Console()).print(table)
         return None
     if fmt == "latex":
-        lines = [r"\begin{tabular}{" + "l" * len(cells.columns) + "}", r"\hline"]
-        lines += [" & ".join(map(_tex, cells.columns)) + r" \\", r"\hline"]
-        lines += [" & ".join(map(_tex, row)) + r" \\" for row in cells.itertuples(index=False)]
-        return "\n".join(lines + [r"\hline", r"\end{tabular}"]) + "\n"
-    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(cells.columns) + " |", "|" + "|".join("---" for _ in cells.columns) + "|"]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in cells.itertuples(index=False)]
-    return (f"{title}\n\n" if title else "") + "\n".join(lines) + "\n"
+        return _latex_table(cells, "l" * len(cells.columns))
+    return (f"{title}\n\n" if title else "") + _markdown_table(cells)
 
 
 BINARY = ("parquet",)  # formats written to a file only (--output), never to a terminal

@@ -84,12 +84,15 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-    """A nested dict as one level of dotted keys: {"model": {"width": 100}} -> {"model.width": 100}."""
+def flatten(d: dict, prefix: str = "", empty=None) -> dict:
+    """A nested dict as one level of dotted keys: {"model": {"width": 100}} -> {"model.width": 100}. An empty dict
+    leaves no key, or with `empty` given, a key holding it (a regularizer without parameters is still used)."""
     out = {}
     for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
+        if isinstance(v, dict) and v == {} and empty is not None:
+            out[f"{prefix}{k}"] = empty
+        elif isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}.", empty))
         else:
             out[f"{prefix}{k}"] = v
     return out
