@@ -19,7 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from regbench import job, singles
 from regbench.paths import config_dir
-from regbench.results import records, store
+from regbench.results import store
 
 
 def compose_config(*overrides: str):
@@ -50,15 +50,11 @@ def run(*overrides: str, results: str | Path | None = "results", force: bool = F
     folder = Path(results) / store.JOBS / store.run_id(spec)
     folder.mkdir(parents=True, exist_ok=True)
     with store.lock(folder):
-        done = None if force or not spec.trainer.resume else store.read_record(folder)
-        if done is not None and done.get("run_id") == store.run_id(spec):
+        done = None if force else job.complete(folder, spec)
+        if done is not None:
             return done
         record = run_experiment(cfg, spec, folder=folder)
-        records.save(record, folder)
-        job.write_loggers(spec, record, folder)
-        store.clear_failure(folder)
-        for path in store.checkpoints(folder):
-            path.unlink(missing_ok=True)
+        job.save(record, spec, folder)
     return record
 
 

@@ -113,11 +113,23 @@ def cap_threads(spec) -> None:
     set_threads(spec.trainer, HydraConfig.get().launcher.get("cpus_per_task"))
 
 
-def write_loggers(spec, result: dict, out: Path) -> None:
+def complete(out: Path, spec) -> dict | None:
+    """The folder's complete record of this very job, when the job resumes (trainer.resume), else None."""
+    result = store.read_record(out) if spec.trainer.resume else None
+    return result if result is not None and result.get("run_id") == store.run_id(spec) else None
+
+
+def save(result: dict, spec, out: Path) -> None:
+    """A trained job's end: its records saved atomically, sent to the chosen loggers, and an old failure and any
+    checkpoint cleared. The caller holds the folder's lock."""
+    records.save(result, out)
     if spec.loggers:
         from regbench import loggers
 
         loggers.write(spec.loggers, result, out)
+    store.clear_failure(out)
+    for path in store.checkpoints(out):
+        path.unlink(missing_ok=True)
 
 
 def run_experiment(cfg: DictConfig, spec, **kw) -> dict:
@@ -138,18 +150,14 @@ def run(cfg: DictConfig, spec=None, trained: dict | None = None, locked: bool = 
         spec = spec if spec is not None else validated(cfg)
         rid = store.run_id(spec)
         with contextlib.nullcontext() if locked else store.lock(out):
-            result = store.read_record(out) if spec.trainer.resume else None
-            status = "skipped" if result is not None and result.get("run_id") == rid else "trained"
+            result = complete(out, spec)
+            status = "skipped" if result is not None else "trained"
             if status == "trained":
                 if trained is None:
                     pin_gpu()
                     cap_threads(spec)
                 result = trained or run_experiment(cfg, spec, folder=out)
-                records.save(result, out)
-                write_loggers(spec, result, out)
-                store.clear_failure(out)
-                for path in store.checkpoints(out):
-                    path.unlink(missing_ok=True)
+                save(result, spec, out)
     except Exception as err:  # noqa: BLE001 - one job's failure is recorded and the sweep goes on
         store.write_failure(out, err, rid)
         message = f"{type(err).__name__}: {err}".splitlines()[0]
