@@ -11,7 +11,7 @@ from regbench.data.base import Splits
 from regbench.experiment import run_experiment
 from regbench.models.base import ModelHints
 from regbench.reporting.frame import complexity_summary
-from regbench.train import complexity
+from regbench.train import complexity, evaluate
 
 from .conftest import TINY
 
@@ -31,7 +31,9 @@ def test_norms_near_zero_spectral_and_margins_against_direct_computation():
     x = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
     y = torch.randint(0, 3, (50,), generator=torch.Generator().manual_seed(1))
     splits = Splits("hand", "table", 3, x, y, x[:5], y[:5], x[:5], y[:5])
-    (c,) = complexity.measure(linear_model(w, 3), splits, torch.zeros(1, dtype=torch.int64))
+    model, keep = linear_model(w, 3), {}
+    evaluate.evaluate(model, splits, torch.zeros(1, dtype=torch.int64), keep=keep)  # as the end of training does
+    (c,) = complexity.measure(model, keep["margins"])
     (layer,) = c["layers"]
     assert abs(layer["norm"] - w.norm().item()) < 1e-5
     assert abs(layer["near_zero"] - 6 / 9) < 1e-6  # six entries below 1e-3, the 0.0005 among them
@@ -84,17 +86,18 @@ def test_the_report_shows_complexity_per_group_and_plots_it(tmp_path):
     assert (tmp_path / "figs" / "complexity.png").is_file()
 
 
-def test_the_final_evaluation_keeps_the_margins_and_predictions_a_separate_pass_would_give():
-    from regbench.train import evaluate
-
+def test_the_final_evaluation_keeps_margins_and_test_predictions_from_its_own_logits():
     w = torch.randn(3, 4, generator=torch.Generator().manual_seed(2))
     x = torch.randn(30, 4, generator=torch.Generator().manual_seed(3))
     y = torch.randint(0, 3, (30,), generator=torch.Generator().manual_seed(4))
     splits = Splits("hand", "table", 3, x, y, x[:7], y[:7], x[:9], y[:9])
-    model, seeds = linear_model(w, 4), torch.zeros(1, dtype=torch.int64)
     keep = {"log_probs": True}
-    evaluate.evaluate(model, splits, seeds, keep=keep)
-    assert torch.equal(keep["margins"], complexity._margins(model, splits, seeds, True))
-    (alone,) = complexity.test_log_probs(model, splits, seeds)
-    (kept,) = complexity.test_log_probs(model, splits, seeds, kept=keep["log_probs"])
-    assert kept.shape == (9, 3) and (kept == alone).all()
+    evaluate.evaluate(linear_model(w, 4), splits, torch.zeros(1, dtype=torch.int64), keep=keep)
+    logits = x @ w.T
+    true = logits[torch.arange(30), y]
+    other = logits.scatter(1, y.unsqueeze(1), float("-inf")).amax(1)
+    torch.testing.assert_close(keep["margins"][0], true - other)
+    torch.testing.assert_close(keep["log_probs"][0], logits[:9].log_softmax(1))
+    without = {}
+    evaluate.evaluate(linear_model(w, 4), splits, torch.zeros(1, dtype=torch.int64), keep=without)
+    assert "log_probs" not in without  # kept only when asked (trainer.predictions)

@@ -16,20 +16,16 @@ import math
 
 import torch
 
-from regbench.models.layers import Context
-from regbench.train import evaluate
-
 SPARSE_BELOW = 1e-3
 QUANTILES = (0.1, 0.5, 0.9)
-_ROWS = 4096  # training examples per forward pass
 
 
 @torch.no_grad()
-def measure(model, splits, seeds: torch.Tensor, fast: bool = True, margins: torch.Tensor | None = None) -> list[dict]:
-    """[K] dicts: {"layers": [{norm, near_zero, spectral}...], "margin": {q10, q50, q90, normalized}}. fast=False:
-    the model's plain forward (trainer.fast=false). margins: the training split's, [K, N], when the final
-    evaluation kept them (train.evaluate: one pass over the data), else computed here."""
-    k = seeds.numel()
+def measure(model, margins: torch.Tensor) -> list[dict]:
+    """[K] dicts: {"layers": [{norm, near_zero, spectral}...], "margin": {q10, q50, q90, normalized}}, non-finite
+    values (a diverged member's) as None. margins: the training split's, [K, N], as the final evaluation keeps them
+    (train/evaluate.py: one pass over the data gives the metrics and these)."""
+    k = margins.shape[0]
     layers = [[] for _ in range(k)]
     log_spectral = torch.zeros(k, dtype=torch.float64)
     for w in model.weights:
@@ -43,8 +39,6 @@ def measure(model, splits, seeds: torch.Tensor, fast: bool = True, margins: torc
         log_spectral += spectral.double().clamp_min(1e-30).log().cpu()
         for j, (n, z, s) in enumerate(zip(norm.tolist(), near.tolist(), spectral.tolist())):
             layers[j].append({"norm": n, "near_zero": z, "spectral": s})
-    if margins is None:
-        margins = _margins(model, splits, seeds, fast)  # [K, N]
     qs = torch.quantile(margins, torch.tensor(QUANTILES, device=margins.device), dim=1).T.cpu().tolist()  # [K, 3]
     out = []
     for j in range(k):
@@ -59,29 +53,7 @@ def measure(model, splits, seeds: torch.Tensor, fast: bool = True, margins: torc
                 },
             }
         )
-    return out
-
-
-@torch.no_grad()
-def test_log_probs(model, splits, seeds: torch.Tensor, fast: bool = True, kept: torch.Tensor | None = None) -> list:
-    """Each member's log-probabilities on the test split, [N, C] float16 numpy arrays (20 KB per 1000 examples of
-    10 classes): what the report's bias-variance decomposition reads (records.PREDICTIONS). kept: the final
-    evaluation's, when it kept them."""
-    if not isinstance(kept, torch.Tensor):
-        ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
-        x, _ = splits.split("test")
-        kept = torch.cat([model(x[s : s + _ROWS], ctx).float().log_softmax(-1) for s in range(0, len(x), _ROWS)], 1)
-    return list(kept.to(torch.float16).cpu().numpy())
-
-
-def _margins(model, splits, seeds: torch.Tensor, fast: bool) -> torch.Tensor:
-    ctx = Context(seeds=seeds, step=0, train=False, fast=fast)
-    x, y = splits.split("train")
-    parts = []
-    for start in range(0, len(y), _ROWS):
-        logits = model(x[start : start + _ROWS], ctx)  # [K, n, C]
-        parts.append(evaluate.margins(logits, y[start : start + _ROWS].expand(logits.shape[0], -1)))
-    return torch.cat(parts, 1)
+    return finite(out)
 
 
 def finite(values):

@@ -441,17 +441,15 @@ class Training:
     def result(self) -> PopulationResult:
         """The end-of-training hooks (e.g. restoring best weights), final metrics, and the history as rows."""
         changed = [r.on_end(self.model) for r in self.regs]  # a list, so every hook runs
-        kept = self.kept or {}
-        if self.freezer.any or any(changed):
+        kept = self.kept  # the last evaluation's margins and test predictions, when it ran at the last step
+        if kept is None or self.freezer.any or any(changed):
             kept = {"log_probs": self.trainer.predictions}
             final = evaluate(self.model, self.splits, self.seeds_t, self.fast, kept)
         else:
             final = self.history[-1][2]
-        measured = complexity.measure(self.model, self.splits, self.seeds_t, self.fast, kept.get("margins"))
-        extras: list[dict] = [{"complexity": c} for c in complexity.finite(measured)]
+        extras: list[dict] = [{"complexity": c} for c in complexity.measure(self.model, kept["margins"])]
         if self.trainer.predictions:  # the test split's log-probabilities, float16: bias-variance in the report
-            logp = complexity.test_log_probs(self.model, self.splits, self.seeds_t, self.fast, kept.get("log_probs"))
-            for j, lp in enumerate(logp):
+            for j, lp in enumerate(kept["log_probs"].to(torch.float16).cpu().numpy()):
                 extras[j]["predictions"] = lp
         for r in self.regs:
             for j, fields in enumerate(r.record() or []):
