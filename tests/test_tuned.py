@@ -86,3 +86,8 @@ def test_the_tuned_preset_sweeps_every_grid_point():
     assert preflight.check(["-m", "experiment=tuned"]) == len(cells) - len(residual) > 0
     with pytest.raises(UsageError, match=r"leave its cells out of the sweep with '\+experiment/tune=glob\(\*,exclude="):
         preflight.check(["-m", "experiment=tuned", "dataset=moons"])  # cutout's cells on table data
+
+
+def test_sorting_keeps_the_candidates(sweep):
+    t = build([sweep], tuned=True, sort="d_gap_acc")
+    assert set(t.attrs["candidates"]["setting"][t.attrs["candidates"]["chosen"]]) == set(t["setting"]) - {"baseline"}

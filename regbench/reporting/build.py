@@ -61,7 +61,5 @@ def build(
     if sort:
         if sort not in t.columns:
             raise UsageError(f"--sort {sort}: unknown column; allowed: {', '.join(c for c in t.columns)}")
-        attrs = dict(t.attrs)
         t = t.sort_values(sort, ascending=not descending, kind="stable", na_position="last").reset_index(drop=True)
-        t.attrs.update(attrs)
     return t

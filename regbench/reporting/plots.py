@@ -88,6 +88,16 @@ def learning_curves(members: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
+def _labels(groups: pd.DataFrame) -> list[str]:
+    """Each group's whole name on a plot's axis: dataset/model, setting, and the config where contexts differ."""
+    return [f"{r.dataset}/{r.model} {r.setting}" + (f" [{r.config}]" if r.config else "") for r in groups.itertuples()]
+
+
+def _label_inches(labels: list[str]) -> float:
+    """The width the longest label takes at 7 pt (~0.065 inch a character), so that none is clipped."""
+    return 0.065 * max(map(len, labels))
+
+
 def gap_bars(t: pd.DataFrame, out: Path) -> list[Path]:
     """Δgap of every regularized group with its interval (none for a single seed), largest cut first."""
     reg = t[(t["arm"] != BASELINE) & t["d_gap_acc"].notna()]
@@ -101,11 +111,10 @@ def gap_figure(reg: pd.DataFrame):
     early-stopping cells differ only at the end of their names, so a truncated label would make them look alike.
     The figure is as wide as its longest label needs, so neither labels nor the axis title are clipped."""
     reg = reg.sort_values("d_gap_acc", kind="stable")
-    labels = [f"{r.dataset}/{r.model} {r.setting}" + (f" [{r.config}]" if r.config else "") for r in reg.itertuples()]
+    labels = _labels(reg)
     low = (reg["d_gap_acc"] - reg["d_gap_acc_lo"]).fillna(0.0)
     high = (reg["d_gap_acc_hi"] - reg["d_gap_acc"]).fillna(0.0)
-    # ~0.065 inch per character at 7 pt, plus room for the bars themselves
-    fig, ax = plt.subplots(figsize=(5 + 0.065 * max(map(len, labels)), 1.6 + 0.3 * len(reg)))
+    fig, ax = plt.subplots(figsize=(5 + _label_inches(labels), 1.6 + 0.3 * len(reg)))
     y = range(len(reg))
     ax.barh(y, reg["d_gap_acc"], xerr=[low, high], color="tab:orange", capsize=3)
     ax.axvline(0.0, color="black", linewidth=0.8)
@@ -118,15 +127,16 @@ def gap_figure(reg: pd.DataFrame):
     return fig
 
 
-def _params(setting_json: str) -> dict:
-    return {f"{n}.{k}": v for n, ps in json.loads(setting_json).items() for k, v in ps.items()}
+def _flat_settings(settings_json: str) -> dict:
+    """A member's regularizers as {"l2.strength": 1e-4, ...}."""
+    return stats.flatten(json.loads(settings_json))
 
 
 def regularization_paths(t: pd.DataFrame, out: Path) -> list[Path]:
     """Metric against strength, for each regularizer parameter swept with the others held fixed."""
     reg = t[t["arm"] != BASELINE].copy()
     written = []
-    reg["_params"] = reg["regularizers"].map(_params)
+    reg["_params"] = reg["regularizers"].map(_flat_settings)
     for (dataset, model, ctx, arm), fam in reg.groupby(["dataset", "model", "context", "arm"], sort=False):
         params = pd.DataFrame(list(fam["_params"]), index=fam.index)
         for p in params.columns:
@@ -179,7 +189,7 @@ def tuned_paths(cand: pd.DataFrame, out: Path) -> list[Path]:
     for (dataset, model, ctx, arm), fam in cand.groupby(["dataset", "model", "context", "arm"], sort=False):
         if len(fam) < 2:
             continue
-        params = pd.DataFrame([_params(r) for r in fam["regularizers"]], index=fam.index)
+        params = pd.DataFrame([_flat_settings(r) for r in fam["regularizers"]], index=fam.index)
         varying = [c for c in params.columns if params[c].nunique() > 1]
         numeric = len(varying) == 1 and params[varying[0]].map(lambda v: isinstance(v, (int, float))).all()
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -213,11 +223,11 @@ def complexity_bars(members: pd.DataFrame, out: Path) -> list[Path]:
         c = complexity.table(members)
     except RunError:
         return []
-    labels = [f"{r.dataset}/{r.model} {r.setting}" + (f" [{r.config}]" if r.config else "") for r in c.itertuples()]
+    labels = _labels(c)
     shown = [("near_zero", "near-zero weights (fraction)"), ("weight_norm", "weight norm"),
              ("spectral_max", "largest spectral norm"), ("margin_median", "median train margin")]  # fmt: skip
     fig, axes = plt.subplots(
-        1, len(shown), figsize=(4 + 0.065 * max(map(len, labels)) + 2.5 * len(shown), 1.6 + 0.3 * len(c)), sharey=True
+        1, len(shown), figsize=(4 + _label_inches(labels) + 2.5 * len(shown), 1.6 + 0.3 * len(c)), sharey=True
     )
     y = list(range(len(c)))
     for ax, (col, name) in zip(axes, shown):
