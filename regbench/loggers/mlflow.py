@@ -11,8 +11,7 @@ from pathlib import Path
 
 from regbench.reporting.stats import flatten
 from regbench.schema import param
-
-CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+from regbench.train.evaluate import COLUMNS  # the curves: loss and accuracy on each split
 
 
 @dataclass
@@ -54,7 +53,7 @@ def log_mlflow(cfg: MlflowConfig, record: dict, folder: Path) -> str:
         params = {"arm": m["arm"], "seed": m["seed"], **flatten(m["regularizers"], "regularizers.")}
         rows = [r for r in record["history"] if r["member"] == m["member"]]
         now = int(time.time() * 1000)
-        metrics = [Metric(c, float(r[c]), now, int(r["epoch"])) for r in rows for c in CURVES]
+        metrics = [Metric(c, float(r[c]), now, int(r["epoch"])) for r in rows for c in COLUMNS]
         metrics += [
             Metric(f"final_{k}", float(v), now, int(m["epochs"])) for k, v in m["final"].items() if v is not None
         ]

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from regbench.schema import param
-
-CURVES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+from regbench.train.evaluate import COLUMNS  # the curves: loss and accuracy on each split
 
 
 @dataclass
@@ -26,7 +25,7 @@ def log_tensorboard(cfg: TensorBoardConfig, record: dict, folder: Path) -> Path:
     for m in record["members"]:
         with SummaryWriter(str(root / f"{m['arm']}-seed{m['seed']}")) as w:
             for row in (r for r in record["history"] if r["member"] == m["member"]):
-                for c in CURVES:
+                for c in COLUMNS:
                     w.add_scalar(c, row[c], row["epoch"])
                 w.add_scalar("gap_acc", row["train_acc"] - row["val_acc"], row["epoch"])
             for k, v in m["final"].items():
