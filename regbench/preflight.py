@@ -78,6 +78,20 @@ def split_args(args: list[str]) -> tuple[list[str], bool, bool]:
     return overrides, multirun, print_only
 
 
+def _parse(overrides: list[str], parser: OverridesParser) -> list:
+    """Hydra's parse of each override, one line naming a malformed one."""
+    parsed = []
+    for o in overrides:
+        try:
+            parsed.append(parser.parse_override(o))
+        except HydraException as e:
+            detail = str(e).splitlines()[0]
+            raise UsageError(f"{o}: not a valid override ({detail}); expected key=value or group=[a,b]") from None
+        if not parsed[-1].key_or_group:
+            raise UsageError(f"{o}: no key before '='; expected key=value or group=[a,b]")
+    return parsed
+
+
 def _check_group_values(parsed) -> None:
     for o in parsed:
         key = o.key_or_group.split("@")[0]
@@ -128,16 +142,7 @@ def check(args: list[str]) -> int:
 
     register_resolvers()  # hydra.run.dir names the job by ${regbench_run_id:}
     parser = OverridesParser.create()
-    parsed = []
-    for o in overrides:
-        try:
-            parsed.append(parser.parse_override(o))
-        except HydraException as e:
-            detail = str(e).splitlines()[0]
-            raise UsageError(f"{o}: not a valid override ({detail}); expected key=value or group=[a,b]") from None
-        if not parsed[-1].key_or_group:
-            raise UsageError(f"{o}: no key before '='; expected key=value or group=[a,b]")
-    _check_group_values(parsed)
+    _check_group_values(_parse(overrides, parser))
     with initialize_config_dir(config_dir(), version_base="1.3", job_name="regbench"):
         if not multirun:
             cfg = _compose(overrides, with_hydra=True)
@@ -333,10 +338,5 @@ def _remove(folders: list[str]) -> None:
 def compose_job(overrides: list[str]):
     """One job's config from command-line overrides, inside an initialized Hydra (the Python API): unknown group
     options and composition errors as the command's one-line UsageErrors."""
-    parser = OverridesParser.create()
-    try:
-        parsed = [parser.parse_override(o) for o in overrides]
-    except HydraException as e:
-        raise UsageError(str(e).splitlines()[0]) from None
-    _check_group_values(parsed)
+    _check_group_values(_parse(overrides, OverridesParser.create()))
     return _compose(list(overrides))

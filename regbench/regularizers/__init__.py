@@ -50,26 +50,31 @@ def get(name: str) -> type[Regularizer]:
     return REGULARIZERS[name]
 
 
-def singles_cells() -> dict[str, tuple[str, dict]]:
-    """The `singles` preset's cells, from each regularizer's declared `singles`: cell name (`l2_weak`, or the
-    regularizer's name for a level "") -> (regularizer, the config values it sets)."""
+def _cells(levels) -> dict[str, tuple[str, dict]]:
+    """Cell name (`<regularizer>_<level>`, or the regularizer's name alone for a level "") -> (regularizer, the
+    config values it sets), over levels(cls): {level: values} for each registered regularizer."""
     return {
         f"{name}_{level}" if level else name: (name, dict(values))
         for name, cls in REGULARIZERS.items()
-        for level, values in cls.singles.items()
+        for level, values in levels(cls).items()
     }
+
+
+def singles_cells() -> dict[str, tuple[str, dict]]:
+    """The `singles` preset's cells, from each regularizer's declared `singles`: `l2_weak`, ..., or the
+    regularizer's name for a level ""."""
+    return _cells(lambda cls: cls.singles)
 
 
 def tune_cells() -> dict[str, tuple[str, dict]]:
     """The `tuned` preset's cells, from each regularizer's declared `grid` (its `singles` values where it declares
-    none): cell name (`l2_1`, ..., numbered weakest first; the regularizer's name alone for a one-point grid) ->
-    (regularizer, the config values it sets)."""
-    cells = {}
-    for name, cls in REGULARIZERS.items():
+    none): `l2_1`, ..., numbered weakest first; the regularizer's name alone for a one-point grid."""
+
+    def numbered(cls) -> dict:
         grid = cls.tuning_grid()
-        for i, values in enumerate(grid, 1):
-            cells[f"{name}_{i}" if len(grid) > 1 else name] = (name, dict(values))
-    return cells
+        return {str(i) if len(grid) > 1 else "": values for i, values in enumerate(grid, 1)}
+
+    return _cells(numbered)
 
 
 __all__ = ["REGULARIZERS", "Batch", "Regularizer", "get", "singles_cells", "tune_cells"]
