@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import platform
 import time
 from dataclasses import replace
 
@@ -27,6 +26,7 @@ import torch
 
 from regbench import paths, regularizers
 from regbench.atomic import atomic_write
+from regbench.results import provenance
 from regbench.train import denormals
 from regbench.train.checkpoint import Checkpointing
 from regbench.train.engine import PopulationResult, Training, train_population
@@ -164,7 +164,6 @@ def cache_key(splits, model_cfg, trainer, members: list[Member], device) -> dict
     """Everything the fastest chunk size depends on. The regularizers' names stand for the step's path (autograd
     or hand-written, extra layers, per-step noise); their strengths change the numbers, not the time."""
     device = torch.device(device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     names = sorted({n for m in members for n in m.regularizers})
     return {
         "model": {k: v for k, v in sorted(vars(model_cfg).items())},
@@ -174,22 +173,11 @@ def cache_key(splits, model_cfg, trainer, members: list[Member], device) -> dict
         "members": len(members),
         "regularizers": names,
         "autograd": any(regularizers.get(n).needs_autograd() for n in names),
-        "device": [device.type, name],
+        # the GPU's or CPU's model (a home folder shared by a cluster's different nodes keeps one answer per model)
+        "device": [device.type, provenance.device_name(device)],
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-
-
-def cpu_name() -> str:
-    """The CPU's model name (a home folder shared by a cluster's different nodes keeps one answer per CPU)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(splits, model_cfg, trainer, members: list[Member], device, sizes: list[int]) -> dict[int, float]:
