@@ -101,3 +101,16 @@ def test_the_final_evaluation_keeps_margins_and_test_predictions_from_its_own_lo
     without = {}
     evaluate.evaluate(linear_model(w, 4), splits, torch.zeros(1, dtype=torch.int64), keep=without)
     assert "log_probs" not in without  # kept only when asked (trainer.predictions)
+
+
+def test_complexity_over_records_without_it_is_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+
+    from .report_records import job
+
+    job(tmp_path, "l2", {"strength": 1e-3}, [(0.9, 0.6, 0.6)] * 2, [(0.8, 0.7, 0.6)] * 2)  # an older record
+    r = CliRunner().invoke(app, ["report", str(tmp_path), "--complexity"])
+    assert r.exit_code == 1 and r.stderr.startswith("regbench: error: --complexity: no record has complexity")
+    assert r.stderr.count("\n") == 1

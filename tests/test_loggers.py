@@ -71,3 +71,18 @@ def test_a_failing_logger_warns_and_the_record_stands(tmp_path, caplog, monkeypa
     assert any("logger mlflow failed" in r.message for r in caplog.records)
     saved = json.loads((tmp_path / "jobs" / record["run_id"] / "result.json").read_text())
     assert saved["run_id"] == record["run_id"]
+
+
+def test_an_unknown_logger_or_logger_key_through_the_command_is_one_line_exit_2(tmp_path):
+    from .conftest import run_cli
+
+    for args, message in (
+        (["logger=[wandb]"], "logger: unknown name 'wandb'; known: mlflow, tensorboard"),
+        (
+            ["logger=[mlflow]", "logger.mlflow.uri=x"],
+            "logger.mlflow.uri: unknown key; allowed: tracking_uri, experiment",
+        ),
+    ):
+        r = run_cli("run", *args, cwd=tmp_path)
+        assert (r.returncode, r.stderr) == (2, f"regbench: error: {message}\n"), r.stderr
+    assert not (tmp_path / "results").exists()

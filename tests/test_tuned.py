@@ -91,3 +91,15 @@ def test_the_tuned_preset_sweeps_every_grid_point():
 def test_sorting_keeps_the_candidates(sweep):
     t = build([sweep], tuned=True, sort="d_gap_acc")
     assert set(t.attrs["candidates"]["setting"][t.attrs["candidates"]["chosen"]]) == set(t["setting"]) - {"baseline"}
+
+
+def test_a_tuned_report_over_baselines_only_is_one_line(tmp_path):
+    job(tmp_path / "b", "l2", {"strength": 1e-3}, BASE, BASE)
+    r = CliRunner().invoke(app, ["report", str(tmp_path), "--tuned", "--regularizer", "nope"])
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1  # nothing matches the filter: the report's own refusal
+    only_base = tmp_path / "only"
+    from .report_records import metrics, write
+
+    write(only_base, [("baseline", s, {}, metrics(0.9, 0.6)) for s in range(4)])
+    r = CliRunner().invoke(app, ["report", str(only_base), "--tuned"])
+    assert (r.exit_code, r.stderr) == (2, "regbench: error: --tuned: no regularized members to choose among\n")

@@ -71,10 +71,10 @@ def tuned(df: pd.DataFrame, select: int | None = None) -> tuple[pd.DataFrame, pd
         kept = g[g["seed"].isin(reporter) & ((g["arm"] == BASELINE) | g["setting"].isin(won))]
         if not kept.empty:
             tables.append(kept)
-    if not tables:
+    cand = pd.concat(cands, ignore_index=True)
+    if not cand["chosen"].any():  # baselines only, or no regularized member with a validation accuracy
         raise UsageError("--tuned: no regularized members to choose among")
     t = stats.adjust(stats.table(pd.concat(tables)))
-    cand = pd.concat(cands, ignore_index=True)
     picked = cand[cand["chosen"]].set_index([*KEY, "setting"])
     among = cand.groupby([*KEY, "arm"]).size()  # how many settings each arm was chosen among
     t["chosen_from"] = [
