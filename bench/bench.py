@@ -23,7 +23,6 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from torch import nn
 
@@ -126,27 +125,7 @@ def textbook_run(splits, reg, key, value, seed, steps, batch, device) -> float:
         if i < len(DIMS) - 2:
             layers += [nn.ReLU(), nn.Dropout(p)]
     model = nn.Sequential(*layers).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    weights = [m.weight for m in model if isinstance(m, nn.Linear)]
-    x, y = splits.x_train, splits.y_train
-    n, step = len(y), 0
-    while step < steps:
-        perm = torch.randperm(n, device=device)
-        for i in range(n // batch):
-            if step == steps:
-                break
-            idx = perm[i * batch : (i + 1) * batch]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            if reg == "l1":
-                loss = loss + value * sum(w.abs().sum() for w in weights)
-            if reg == "l2":
-                loss = loss + value * sum(w.square().sum() for w in weights)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            loss.item()  # what a textbook loop logs every step
-            step += 1
-    return rows.textbook_eval(model, splits)  # train/val/test loss and accuracy, as regbench reports them
+    return rows.textbook_train(model, splits, reg, value, steps, batch, device)
 
 
 def peak_memory_mb(device) -> float:

@@ -141,8 +141,15 @@ def textbook_module(row: Row, spec, splits, reg, key, value, seed) -> nn.Module:
 def textbook_run(row, spec, splits, reg, key, value, seed, steps, batch, device) -> float:
     torch.manual_seed(seed)
     model = textbook_module(row, spec, splits, reg, key, value, seed).to(device)
+    return textbook_train(model, splits, reg, value, steps, batch, device)
+
+
+def textbook_train(model: nn.Module, splits, reg: str, value: float, steps: int, batch: int, device) -> float:
+    """The textbook loop, for the MLP sweep and every row: torch.optim.Adam, a fresh permutation each epoch, an L1
+    or L2 penalty on the weights (parameters of 2 dimensions or more) added to the loss, `loss.item()` every step;
+    then textbook_eval. Returns the test accuracy."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    weights = [p for name, p in model.named_parameters() if p.dim() >= 2]
+    weights = [p for p in model.parameters() if p.dim() >= 2]
     x, y = splits.x_train, splits.y_train
     n, step = len(y), 0
     model.train()
@@ -153,6 +160,8 @@ def textbook_run(row, spec, splits, reg, key, value, seed, steps, batch, device)
                 break
             idx = perm[i * batch : (i + 1) * batch]
             loss = F.cross_entropy(model(x[idx]), y[idx])
+            if reg == "l1":
+                loss = loss + value * sum(w.abs().sum() for w in weights)
             if reg == "l2":
                 loss = loss + value * sum(w.square().sum() for w in weights)
             opt.zero_grad()
