@@ -101,3 +101,27 @@ def test_a_cnn_population_trained_twice_gives_bit_identical_numbers(compose_cfg,
     runs = [train_population(splits, spec.model, spec.trainer, members, "cpu") for _ in range(2)]
     assert torch.equal(runs[0].final, runs[1].final) and runs[0].history == runs[1].history
     assert torch.isfinite(runs[0].final).all()
+
+
+@pytest.mark.parametrize("p", [[0.0, 0.3, 0.5], [0.2, 0.0, 0.4]])  # members that drop in one block, and scattered
+@pytest.mark.parametrize("size", [(10,), (4, 3)])
+def test_relu_dropout_equals_relu_then_each_members_own_mask(p, size):
+    """MemberDropout.relu (one node, multipliers for the dropping members only, no mask backward) gives the bits of
+    relu and then a multiply by each member's mask: u >= p over its seed's draw in [K, B, C, *S], moved channels-last,
+    times 1/(1-p); forward and gradient, members that do not drop untouched; and is a plain ReLU at evaluation."""
+    from regbench.models.layers import MemberDropout
+
+    probs = torch.tensor(p)
+    drop = MemberDropout(probs, "dropout.0")
+    seeds = torch.tensor([11, 12, 13])
+    h = torch.randn(K, B, *size, C_OUT, requires_grad=True)
+    ctx = Context(seeds=seeds, step=7, train=True)
+    y = drop.relu(h, ctx)
+    u = rng.Stream(seeds, rng.stream_id("dropout.0")).uniform(7, (B, C_OUT, *size))  # [K, B, C, *S]
+    pk = probs.view(-1, *([1] * (u.dim() - 1)))
+    want = h.relu() * ((u >= pk) / (1 - pk)).movedim(2, -1)
+    assert torch.equal(y, want)
+    assert (y == 0).float().mean() - (h <= 0).float().mean() > 0  # some units were dropped
+    g = torch.randn_like(y)
+    assert torch.equal(torch.autograd.grad(y, h, g)[0], torch.autograd.grad(want, h, g)[0])
+    assert torch.equal(drop.relu(h, Context(seeds=seeds, step=7, train=False)), h.relu())

@@ -77,8 +77,6 @@ class CNN(MemberModel):
             h = conv(h)  # [K, B, *S, C]
             if self.bns:
                 h = self.bns[i](h.view(self.k, -1, h.shape[-1]), ctx).reshape(h.shape)
-            h = h.relu()
-            if self.drops:
-                h = self.drops[i](h, ctx, channels_last=True)
+            h = self.drops[i].relu(h, ctx) if self.drops else h.relu()
         # the head's weights read features as nn.Conv's flatten does, channel-major: (C, *S)
         return self.head(h.movedim(-1, 2).reshape(self.k, h.shape[1], self.features))

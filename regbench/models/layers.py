@@ -283,17 +283,42 @@ class MemberDropout(nn.Module):
             return drawn
         return torch.ones((self.p.numel(), *shape[1:]), device=drawn.device).index_copy_(0, self.active, drawn)
 
-    def forward(self, x: torch.Tensor, ctx: Context, channels_last: bool = False) -> torch.Tensor:
-        """x [K, B, ...]; channels_last: convolutional activations [K, B, *S, C], whose masks are drawn as
-        [K, B, C, *S] (the layout they were first drawn in: a seed's masks stay the same) and moved."""
+    def forward(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """x [K, B, ...]."""
         if not ctx.train:
             return x
-        if not channels_last:
-            return x * self.scale(tuple(x.shape), ctx).to(x.dtype)
-        shape = (x.shape[1], x.shape[-1], *x.shape[2:-1])  # (B, C, *S)
-        u = self._rng(ctx.seeds, False).uniform(ctx.step, shape)  # [K, B, C, *S]
-        p = self.p.view(-1, *([1] * len(shape)))
-        return x * ((u >= p) / (1 - p)).movedim(2, -1).to(x.dtype)
+        return x * self.scale(tuple(x.shape), ctx).to(x.dtype)
+
+    def relu(self, h: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """relu(h) then this dropout, for convolutional activations [K, B, *S, C], as one autograd node
+        (ReluDropout): multipliers only for the members that drop, drawn as [A, B, C, *S] (the layout they were first
+        drawn in: a seed's masks stay the same) and read channels-last."""
+        if not ctx.train or self.active.numel() == 0:
+            return h.relu()
+        shape = (h.shape[0], h.shape[1], h.shape[-1], *h.shape[2:-1])  # (K, B, C, *S)
+        return ReluDropout.apply(h, self, self.draw(shape, ctx).movedim(2, -1))
+
+
+class ReluDropout(torch.autograd.Function):
+    """relu(h) * m, m the dropout multipliers (0 or 1/(1-p)) of the members that drop, 1 elsewhere.
+
+    Through autograd as a ReLU and a multiply by a full [K, ...] mask, this was a sixth of the CNN's step on
+    MNIST-1D: the mask built for every member (most of a sweep's members do not drop), moved to channels-last, and
+    read again backward. Here the members that drop are multiplied in place, and the backward pass reads no mask:
+    the output is 0 wherever a unit was dropped or cut by ReLU, so ReLU's gradient through the output zeroes those,
+    and the units kept take the member's factor 1/(1-p) (MemberDropout.rescale_). The same bits as the two steps."""
+
+    @staticmethod
+    def forward(ctx, h, drop: MemberDropout, drawn):
+        y = drop.apply_(h.relu(), drawn)
+        ctx.save_for_backward(y)
+        ctx.drop = drop
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return ctx.drop.rescale_(torch.ops.aten.threshold_backward(grad, y, 0)), None, None
 
 
 class MemberBatchNorm(nn.Module):
