@@ -6,6 +6,7 @@
 Prints seconds per member-step of each (the best of --repeats turns) and their ratio, per dataset and K. Times are
 the process's CPU time, not wall time: on a shared machine waiting for a core is not the code's cost.
     python bench/conv_bench.py --steps 200 --ks 4 12 36 --datasets mnist1d digits [--profile]
+    python bench/conv_bench.py --products    (the weight gradient's two product layouts at the CNN's shapes)
 """
 
 from __future__ import annotations
@@ -80,6 +81,28 @@ def population(spec, splits) -> float:
     return time.process_time() - t0
 
 
+def weight_products(k: int = 10, batch: int = 100, channels: int = 25, repeats: int = 5) -> None:
+    """The two layouts of a member-batched weight gradient, P^T G ([K, L, M] @ [K, M, C]: autograd's, for
+    baddbmm) and G^T P ([K, C, M] @ [K, M, L]: layers.ConvProduct's where L >= C), at the MNIST-1D CNN's layers
+    (M = batch * output positions, L = taps * input channels). Operands come from a rotation of 8 fresh pairs, as
+    a training step's do not sit in the cache; ms per product, the median of `repeats` turns."""
+    for name, (m, fan_in) in {
+        "conv 1": (batch * 20, 5),
+        "conv 2": (batch * 10, 125),
+        "conv 3": (batch * 5, 125),
+    }.items():
+        pairs = [(torch.randn(k, m, fan_in), torch.randn(k, m, channels)) for _ in range(8)]
+        times = {"P^T G": [], "G^T P": []}
+        for _ in range(repeats):
+            for layout in times:
+                t0 = time.perf_counter()
+                for p, g in pairs * 5:
+                    torch.bmm(p.transpose(1, 2), g) if layout == "P^T G" else torch.bmm(g.transpose(1, 2), p)
+                times[layout].append((time.perf_counter() - t0) / (len(pairs) * 5))
+        print(f"{name} [K={k}, M={m}, L={fan_in}, C={channels}]: "
+              + ", ".join(f"{lay} {sorted(t)[len(t) // 2] * 1e3:.3f} ms" for lay, t in times.items()))  # fmt: skip
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=200)
@@ -88,9 +111,12 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--profile", action="store_true", help="profile one population run per dataset at the last K")
+    ap.add_argument("--products", action="store_true", help="time the weight gradient's two product layouts, only")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{args.threads} threads, torch {torch.__version__}, {args.steps} steps, batch 100")
+    if args.products:
+        return weight_products()
     for name in args.datasets:
         splits = None
         for k in args.ks:

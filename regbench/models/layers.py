@@ -95,47 +95,56 @@ class Patches(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, blocks: tuple, dims: int, stride: int, pad: int):
-        nl = x.dim() - 1 - dims  # leading axes (members, batch)
-        lead, size, c = x.shape[:nl], x.shape[nl:-1], x.shape[-1]
-        padded = x.new_zeros(*lead, *(n + 2 * pad for n in size), c)
-        padded[(..., *(slice(pad, pad + n) for n in size), slice(None))] = x
-        st = padded.stride()
-        outs = []
-        for positions, taps in blocks:
-            start = sum((o0 * stride + t0) * st[nl + d] for d, ((o0, _), (t0, _)) in enumerate(zip(positions, taps)))
-            windows = padded.as_strided(
-                (*lead, *(o1 - o0 for o0, o1 in positions), *(t1 - t0 for t0, t1 in taps), c),
-                (*st[:nl], *(st[nl + d] * stride for d in range(dims)), *st[nl : nl + dims], 1),
-                padded.storage_offset() + start,
-            )
-            outs.append(windows.contiguous().view(*windows.shape[: nl + dims], -1))
         ctx.meta = (tuple(x.shape), blocks, dims, stride, pad)
-        return tuple(outs)
+        return im2col(x, blocks, dims, stride, pad)
 
     @staticmethod
     def backward(ctx, *grads):
-        shape, blocks, dims, stride, pad = ctx.meta
-        nl = len(shape) - 1 - dims
-        lead, size, c = shape[:nl], shape[nl:-1], shape[-1]
-        padded = grads[0].new_zeros(*lead, *(n + 2 * pad for n in size), c)
-        st = padded.stride()
-        for grad, (positions, taps) in zip(grads, blocks):
-            # Every `every`-th position's windows do not overlap: each such set is one add of whole window rows
-            # (runs of taps*C floats) into a strided view, instead of an add per tap of runs of C.
-            span = [t1 - t0 for t0, t1 in taps]
-            every = [-(-n // stride) for n in span]
-            grad = grad.reshape(*grad.shape[:-1], *span, c)
-            for first in itertools.product(*(range(min(e, o1 - o0)) for e, (o0, o1) in zip(every, positions))):
-                src = grad[(..., *(slice(f, None, e) for f, e in zip(first, every)), *(slice(None),) * (dims + 1))]
-                start = sum(((o0 + f) * stride + t0) * st[nl + d] for d, ((o0, _), (t0, _), f) in
-                            enumerate(zip(positions, taps, first)))  # fmt: skip
-                dst = padded.as_strided(
-                    src.shape,
-                    (*st[:nl], *(st[nl + d] * stride * every[d] for d in range(dims)), *st[nl : nl + dims], 1),
-                    padded.storage_offset() + start,
-                )
-                dst.add_(src)
-        return padded[(..., *(slice(pad, pad + n) for n in size), slice(None))], None, None, None, None
+        return col2im(grads, *ctx.meta), None, None, None, None
+
+
+def im2col(x: torch.Tensor, blocks: tuple, dims: int, stride: int, pad: int) -> tuple[torch.Tensor, ...]:
+    """Patches' forward: per block, [..., *positions, taps * C]."""
+    nl = x.dim() - 1 - dims  # leading axes (members, batch)
+    lead, size, c = x.shape[:nl], x.shape[nl:-1], x.shape[-1]
+    padded = x.new_zeros(*lead, *(n + 2 * pad for n in size), c)
+    padded[(..., *(slice(pad, pad + n) for n in size), slice(None))] = x
+    st = padded.stride()
+    outs = []
+    for positions, taps in blocks:
+        start = sum((o0 * stride + t0) * st[nl + d] for d, ((o0, _), (t0, _)) in enumerate(zip(positions, taps)))
+        windows = padded.as_strided(
+            (*lead, *(o1 - o0 for o0, o1 in positions), *(t1 - t0 for t0, t1 in taps), c),
+            (*st[:nl], *(st[nl + d] * stride for d in range(dims)), *st[nl : nl + dims], 1),
+            padded.storage_offset() + start,
+        )
+        outs.append(windows.contiguous().view(*windows.shape[: nl + dims], -1))
+    return tuple(outs)
+
+
+def col2im(grads, shape: tuple[int, ...], blocks: tuple, dims: int, stride: int, pad: int) -> torch.Tensor:
+    """Patches' backward: the blocks' patch gradients added back into the input's shape."""
+    nl = len(shape) - 1 - dims
+    lead, size, c = shape[:nl], shape[nl:-1], shape[-1]
+    padded = grads[0].new_zeros(*lead, *(n + 2 * pad for n in size), c)
+    st = padded.stride()
+    for grad, (positions, taps) in zip(grads, blocks):
+        # Every `every`-th position's windows do not overlap: each such set is one add of whole window rows
+        # (runs of taps*C floats) into a strided view, instead of an add per tap of runs of C.
+        span = [t1 - t0 for t0, t1 in taps]
+        every = [-(-n // stride) for n in span]
+        grad = grad.reshape(*grad.shape[:-1], *span, c)
+        for first in itertools.product(*(range(min(e, o1 - o0)) for e, (o0, o1) in zip(every, positions))):
+            src = grad[(..., *(slice(f, None, e) for f, e in zip(first, every)), *(slice(None),) * (dims + 1))]
+            start = sum(((o0 + f) * stride + t0) * st[nl + d] for d, ((o0, _), (t0, _), f) in
+                        enumerate(zip(positions, taps, first)))  # fmt: skip
+            dst = padded.as_strided(
+                src.shape,
+                (*st[:nl], *(st[nl + d] * stride * every[d] for d in range(dims)), *st[nl : nl + dims], 1),
+                padded.storage_offset() + start,
+            )
+            dst.add_(src)
+    return padded[(..., *(slice(pad, pad + n) for n in size), slice(None))]
 
 
 class BatchedConv(nn.Module):
@@ -160,35 +169,101 @@ class BatchedConv(nn.Module):
         self._plans: dict[tuple[int, ...], tuple] = {}  # by input size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, c_out, dims = self.k, self.c_out, self.dims
+        dims = self.dims
         size = tuple(x.shape[x.dim() - 1 - dims : -1])
         blocks = self._plans.get(size)
         if blocks is None:
             blocks = self._plans[size] = plan(size, self.kernel, self.stride, self.padding)
-        shared = x.dim() == dims + 2  # [N, *S, C], the same input for every member (evaluation)
-        w = self.weight.view(k, c_out, self.c_in, *(self.kernel,) * dims)
-        bias = self.bias.view(k, 1, c_out)
-        ys = []
-        for h, (_, taps) in zip(Patches.apply(x, blocks, dims, self.stride, self.padding), blocks):
-            # the weight's fan-in in the patches' order, taps outermost: [K, C_out, taps * C_in] (a small copy)
-            wb = w[(..., *(slice(t0, t1) for t0, t1 in taps))].movedim(2, -1).reshape(k, c_out, -1)
-            if shared:  # one product against all members' weights side by side, no K copies of the input
-                y = h.reshape(-1, h.shape[-1]) @ wb.permute(2, 0, 1).reshape(-1, k * c_out)
-                y = (y.view(-1, k, c_out).transpose(0, 1) + bias).view(k, *h.shape[:-1], c_out)
-            else:
-                y = torch.baddbmm(bias, h.view(k, -1, h.shape[-1]), wb.transpose(1, 2)).view(*h.shape[:-1], c_out)
-            ys.append(y)
+        if x.dim() == dims + 2:  # [N, *S, C], the same input for every member (evaluation)
+            return self._shared(x, blocks)
+        return ConvProduct.apply(x, self.weight, self.bias, self, blocks)
+
+    def block_weights(self, weight: torch.Tensor, blocks: tuple) -> list[torch.Tensor]:
+        """Per block, the weight's fan-in in the patches' order, taps outermost: [K, C_out, taps * C_in] (small
+        copies)."""
+        w = weight.view(self.k, self.c_out, self.c_in, *(self.kernel,) * self.dims)
+        return [w[(..., *(slice(t0, t1) for t0, t1 in taps))].movedim(2, -1).reshape(self.k, self.c_out, -1)
+                for _, taps in blocks]  # fmt: skip
+
+    def assemble(self, ys: list[torch.Tensor], blocks: tuple) -> torch.Tensor:
+        """The blocks' outputs [..., *positions, C_out] as one [..., *S_out, C_out]."""
         if len(ys) == 1:
             return ys[0]
         out_size = tuple(o1 for o0, o1 in blocks[-1][0])
-        out = ys[0].new_empty(*ys[0].shape[: ys[0].dim() - 1 - dims], *out_size, c_out)
+        lead = ys[0].shape[: ys[0].dim() - 1 - self.dims]
+        out = ys[0].new_empty(*lead, *out_size, self.c_out)
         for y, (positions, _) in zip(ys, blocks):
             out[(..., *(slice(o0, o1) for o0, o1 in positions), slice(None))] = y
         return out
 
+    def _shared(self, x: torch.Tensor, blocks: tuple) -> torch.Tensor:
+        """One product per block against all members' weights side by side: no K copies of the input."""
+        k, c_out = self.k, self.c_out
+        bias = self.bias.view(k, 1, c_out)
+        ys = []
+        for h, wb in zip(Patches.apply(x, blocks, self.dims, self.stride, self.padding),
+                         self.block_weights(self.weight, blocks)):  # fmt: skip
+            y = h.reshape(-1, h.shape[-1]) @ wb.permute(2, 0, 1).reshape(-1, k * c_out)
+            ys.append((y.view(-1, k, c_out).transpose(0, 1) + bias).view(k, *h.shape[:-1], c_out))
+        return self.assemble(ys, blocks)
+
     def rows(self) -> torch.Tensor:
         """The weight as [K, units, fan_in], one row per output channel (a view)."""
         return self.weight.view(self.k, self.weight.shape[0] // self.k, -1)
+
+
+class ConvProduct(torch.autograd.Function):
+    """BatchedConv on member batches [K, B, *S, C_in]: per block of output positions (plan), im2col patches P
+    [K, M, taps * C_in] times the block's weights W [K, C_out, taps * C_in], plus the bias.
+
+    One node rather than Patches and a baddbmm through autograd, for the backward's layouts: autograd's
+    weight gradient of baddbmm is P^T G, [K, L, M] against [K, M, C_out]; here it is G^T P where the fan-in L is
+    at least C_out, which the BLAS runs 1.3-1.4x faster at the MNIST-1D CNN's layers 2 and 3 (L 125, C_out 25;
+    `python bench/conv_bench.py --products`; its first layer, L 5, keeps P^T G, 2-3x faster there), and lands in the
+    weight's own layout. The forward product and the input's gradient are autograd's."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, conv: BatchedConv, blocks: tuple):
+        k, c_out = conv.k, conv.c_out
+        patches = im2col(x, blocks, conv.dims, conv.stride, conv.padding)
+        wbs = conv.block_weights(weight, blocks)
+        b = bias.view(k, 1, c_out)
+        ys = [torch.baddbmm(b, h.view(k, -1, h.shape[-1]), wb.transpose(1, 2)).view(*h.shape[:-1], c_out)
+              for h, wb in zip(patches, wbs)]  # fmt: skip
+        ctx.save_for_backward(*patches, *wbs)
+        ctx.meta = (conv, blocks, tuple(x.shape))
+        return conv.assemble(ys, blocks)
+
+    @staticmethod
+    def backward(ctx, grad):
+        conv, blocks, shape = ctx.meta
+        k, c_out, c_in, dims = conv.k, conv.c_out, conv.c_in, conv.dims
+        saved = ctx.saved_tensors
+        patches, wbs = saved[: len(blocks)], saved[len(blocks) :]
+        whole = len(blocks) == 1 and all(t == (0, conv.kernel) for t in blocks[0][1])  # one block of every tap
+        grad_w = None if whole else grad.new_zeros(k, c_out, c_in, *(conv.kernel,) * dims)
+        grad_b, grad_patches = None, []
+        for h, wb, (positions, taps) in zip(patches, wbs, blocks):
+            g = grad if len(blocks) == 1 else grad[(..., *(slice(o0, o1) for o0, o1 in positions), slice(None))]
+            g = g.reshape(k, -1, c_out)
+            patch_shape, h = h.shape, h.view(k, -1, h.shape[-1])
+            if h.shape[-1] >= c_out:  # G^T P
+                gw = torch.bmm(g.transpose(1, 2), h)  # [K, C_out, taps * C_in]
+            else:  # a narrow fan-in (a first layer's taps * 1 channel): P^T G is the faster one there
+                gw = torch.bmm(h.transpose(1, 2), g).transpose(1, 2)
+            gw = gw.view(k, c_out, *(t1 - t0 for t0, t1 in taps), c_in).movedim(-1, 2)
+            if grad_w is None:
+                grad_w = gw
+            else:
+                grad_w[(..., *(slice(t0, t1) for t0, t1 in taps))] += gw
+            gb = g.sum(1)
+            grad_b = gb if grad_b is None else grad_b + gb
+            if ctx.needs_input_grad[0]:
+                grad_patches.append(torch.bmm(g, wb).view(patch_shape))
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            grad_x = col2im(grad_patches, shape, blocks, dims, conv.stride, conv.padding)
+        return grad_x, grad_w.reshape(k * c_out, c_in, *(conv.kernel,) * dims), grad_b.reshape(-1), None, None
 
 
 def member_span(mask: torch.Tensor) -> slice | None:
