@@ -125,3 +125,59 @@ def test_relu_dropout_equals_relu_then_each_members_own_mask(p, size):
     g = torch.randn_like(y)
     assert torch.equal(torch.autograd.grad(y, h, g)[0], torch.autograd.grad(want, h, g)[0])
     assert torch.equal(drop.relu(h, Context(seeds=seeds, step=7, train=False)), h.relu())
+
+
+@pytest.mark.parametrize(
+    "shape,dropout,input_dropout,soft",
+    [
+        ((40,), 0.0, 0.0, False),  # MNIST-1D's shape, no dropout: one block per layer
+        ((40,), 0.3, 0.2, True),  # dropout on some members, input dropout, soft targets (label smoothing, mixup)
+        ((1, 8, 8), 0.4, 0.0, False),  # digits' shape: the small layers are computed in blocks that skip padding
+        ((3, 7, 9), 0.2, 0.1, False),  # several input channels, uneven sides
+    ],
+)
+def test_the_cnns_hand_written_step_matches_autograd(shape, dropout, input_dropout, soft):
+    """models/cnn_fast.py against the CNN's forward through autograd: every gradient (each written over a NaN,
+    as the engine does not clear them for it), and the finite flags, alike to rounding."""
+    import contextlib
+    import copy
+
+    from regbench import models
+    from regbench.models.base import ModelHints
+    from regbench.models.cnn import CnnConfig
+    from regbench.train.engine import autograd_step
+
+    seeds = [0, 1, 2, 0]
+    hints = ModelHints.plain(len(seeds))
+    hints.dropout = torch.tensor([0.0, dropout, dropout / 2, dropout])
+    hints.input_dropout = torch.tensor([input_dropout, 0.0, input_dropout, 0.0])
+    kind = "sequence" if len(shape) == 1 else "image"
+    by_hand = models.build(CnnConfig(channels=6), shape, kind, 5, seeds, hints)
+    auto = copy.deepcopy(by_hand)
+    step = by_hand.fast_step()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(len(seeds), 9, *shape, generator=gen)
+    y = (
+        torch.softmax(torch.randn(4, 9, 5, generator=gen) * 2, -1)
+        if soft
+        else torch.randint(0, 5, (4, 9), generator=gen)
+    )
+    ctx = Context(seeds=torch.tensor(seeds), step=11, train=True)
+    for p in by_hand.parameters():
+        p.grad = torch.full_like(p, float("nan"))
+    for _ in range(2):  # the second step runs on the buffers and padding the first one left
+        finite = step(x, y, ctx)
+    assert torch.equal(finite, autograd_step(auto, contextlib.nullcontext(), x, y, ctx)) and bool(finite.all())
+    for (name, p), q in zip(by_hand.named_parameters(), auto.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+def test_the_cnn_keeps_autograd_with_batch_norm():
+    from regbench import models
+    from regbench.models.base import ModelHints
+    from regbench.models.cnn import CnnConfig
+
+    hints = ModelHints.plain(2)
+    hints.batch_norm = torch.tensor([False, True])
+    assert models.build(CnnConfig(channels=4), (20,), "sequence", 3, [0, 1], hints).fast_step() is None
+    assert models.build(CnnConfig(channels=4), (20,), "sequence", 3, [0, 1], ModelHints.plain(2)).fast_step()

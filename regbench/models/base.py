@@ -32,6 +32,9 @@ class MemberModel(nn.Module):
     # place (see offers) -> the option under which this model offers it, where another configuration does: the
     # refusal of a regularizer needing that place names it
     offered_with: dict[str, str] = {}
+    # elements per example of the widest tensor the forward pass holds (train/evaluate.py sizes its chunks by it,
+    # to keep them in cache); a CNN's im2col patches are several times its input
+    eval_width: int = 256
 
     @classmethod
     def offers(cls, cfg, input_shape: tuple[int, ...], kind: str, n_classes: int) -> frozenset[str]:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from regbench.errors import UsageError
+from regbench.models import cnn_fast
 from regbench.models.base import MemberModel, ModelHints
 from regbench.models.layers import BatchedConv, BatchedLinear, Context, MemberBatchNorm, MemberDropout
 from regbench.schema import param
@@ -50,6 +51,8 @@ class CNN(MemberModel):
             if hints.dropout.any():
                 self.drops.append(MemberDropout(hints.dropout, f"dropout.{i}"))
             spatial = [(s + 2 * pad - cfg.kernel_size) // cfg.stride + 1 for s in spatial]
+            patches = int(torch.tensor(spatial).prod()) * cfg.kernel_size**self.dims * c_in  # per example
+            self.eval_width = max(self.eval_width, patches)
             if min(spatial) < 1:
                 raise UsageError(
                     f"model.depth={cfg.depth}: the input {tuple(input_shape)} shrinks to nothing after layer "
@@ -80,3 +83,7 @@ class CNN(MemberModel):
             h = self.drops[i].relu(h, ctx) if self.drops else h.relu()
         # the head's weights read features as nn.Conv's flatten does, channel-major: (C, *S)
         return self.head(h.movedim(-1, 2).reshape(self.k, h.shape[1], self.features))
+
+    def fast_step(self, flushed: bool = False) -> cnn_fast.TrainStep | None:
+        """The hand-written training step (cnn_fast.TrainStep); batch norm has none."""
+        return None if self.bns else cnn_fast.TrainStep(self, flushed)

@@ -103,30 +103,43 @@ class Patches(torch.autograd.Function):
         return col2im(grads, *ctx.meta), None, None, None, None
 
 
-def im2col(x: torch.Tensor, blocks: tuple, dims: int, stride: int, pad: int) -> tuple[torch.Tensor, ...]:
-    """Patches' forward: per block, [..., *positions, taps * C]."""
+def padded_shape(shape: tuple[int, ...], dims: int, pad: int) -> tuple[int, ...]:
+    """[..., *S, C] with each of the `dims` spatial axes S grown by `pad` on both sides."""
+    nl = len(shape) - 1 - dims
+    return (*shape[:nl], *(n + 2 * pad for n in shape[nl:-1]), shape[-1])
+
+
+def im2col(
+    x: torch.Tensor, blocks: tuple, dims: int, stride: int, pad: int, padded=None, outs=None
+) -> tuple[torch.Tensor, ...]:
+    """Patches' forward: per block, [..., *positions, taps * C]. Into reused memory when given: `padded`, of
+    padded_shape, whose border is zero (only the inside is written), and `outs`, one contiguous tensor per block."""
     nl = x.dim() - 1 - dims  # leading axes (members, batch)
-    lead, size, c = x.shape[:nl], x.shape[nl:-1], x.shape[-1]
-    padded = x.new_zeros(*lead, *(n + 2 * pad for n in size), c)
+    lead, size = x.shape[:nl], x.shape[nl:-1]
+    padded = x.new_zeros(padded_shape(tuple(x.shape), dims, pad)) if padded is None else padded
     padded[(..., *(slice(pad, pad + n) for n in size), slice(None))] = x
-    st = padded.stride()
-    outs = []
-    for positions, taps in blocks:
+    c, st = x.shape[-1], padded.stride()
+    made = []
+    for b, (positions, taps) in enumerate(blocks):
         start = sum((o0 * stride + t0) * st[nl + d] for d, ((o0, _), (t0, _)) in enumerate(zip(positions, taps)))
         windows = padded.as_strided(
             (*lead, *(o1 - o0 for o0, o1 in positions), *(t1 - t0 for t0, t1 in taps), c),
             (*st[:nl], *(st[nl + d] * stride for d in range(dims)), *st[nl : nl + dims], 1),
             padded.storage_offset() + start,
         )
-        outs.append(windows.contiguous().view(*windows.shape[: nl + dims], -1))
-    return tuple(outs)
+        if outs is None:
+            made.append(windows.contiguous().view(*windows.shape[: nl + dims], -1))
+        else:
+            made.append(outs[b].view(windows.shape).copy_(windows).view(outs[b].shape))
+    return tuple(made)
 
 
-def col2im(grads, shape: tuple[int, ...], blocks: tuple, dims: int, stride: int, pad: int) -> torch.Tensor:
-    """Patches' backward: the blocks' patch gradients added back into the input's shape."""
+def col2im(grads, shape: tuple[int, ...], blocks: tuple, dims: int, stride: int, pad: int, padded=None):
+    """Patches' backward: the blocks' patch gradients added back into the input's shape; a view of the zero-padded
+    sum, `padded` (of padded_shape, zeroed here) when given."""
     nl = len(shape) - 1 - dims
-    lead, size, c = shape[:nl], shape[nl:-1], shape[-1]
-    padded = grads[0].new_zeros(*lead, *(n + 2 * pad for n in size), c)
+    size, c = shape[nl:-1], shape[-1]
+    padded = grads[0].new_zeros(padded_shape(shape, dims, pad)) if padded is None else padded.zero_()
     st = padded.stride()
     for grad, (positions, taps) in zip(grads, blocks):
         # Every `every`-th position's windows do not overlap: each such set is one add of whole window rows

@@ -111,23 +111,8 @@ class TrainStep:
         # logits as [K, C, B]: softmax over the class axis of this layout is ten times faster than over [K, B, C]
         h_t = plan.hidden[-1].out_t if plan.hidden else h.transpose(1, 2)  # the same memory as h
         logits = torch.baddbmm(head.bias, head.weight, h_t, out=head.out)
-        # [K] finite flags from the largest |logit|, which is NaN or inf exactly when one is (a fifth of isfinite's
-        # cost over all logits), and below inf exactly when it is neither (NaN compares false)
-        torch.abs(logits, out=head.grad)
-        finite = head.grad_rows.amax(1).lt(math.inf)
-        # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B. Softmax as exp(log_softmax): on 2
-        # threads torch's softmax over a middle axis splits a member's columns between threads at a point that
-        # depends on K, and the two halves round differently; log_softmax's kernel does not
-        d = torch_private.log_softmax_out(logits, 1, out=head.grad)
-        if plan.floor is not None:
-            d.clamp_min_(plan.floor)
-        d.exp_()
-        if y.dim() == 2:
-            d.scatter_add_(1, y.view(k, 1, b), plan.minus_one)
-        else:
-            t = y.transpose(1, 2)
-            d.mul_(t.sum(1, keepdim=True)).sub_(t)
-        d.mul_(1.0 / b)
+        finite = loss_grad(logits, y, head.grad, plan.minus_one, plan.floor, head.grad_rows)
+        d = head.grad
         torch.bmm(d, h, out=head.grad_w)
         torch.sum(d, 2, out=head.grad_b)
         if not plan.hidden:
@@ -155,6 +140,31 @@ class TrainStep:
             if done is not None:
                 done(i)
         return finite
+
+
+def loss_grad(logits, y, d, minus_one, floor: float | None, d_rows=None) -> torch.Tensor:
+    """d(mean cross-entropy)/d(logits) written into d, and [K] flags: the member's logits are finite. logits and d
+    [K, C, B]; y [K, B] class indices or [K, B, C] target distributions; minus_one a [K, 1, B] tensor of -1;
+    floor: where to raise log-probabilities before exp (see _Plan.floor); d_rows: d viewed [K, C*B], when made once."""
+    k, b = logits.shape[0], logits.shape[2]
+    # [K] finite flags from the largest |logit|, which is NaN or inf exactly when one is (a fifth of isfinite's
+    # cost over all logits), and below inf exactly when it is neither (NaN compares false)
+    torch.abs(logits, out=d)
+    finite = (d.view(k, -1) if d_rows is None else d_rows).amax(1).lt(math.inf)
+    # d(mean cross-entropy)/d(logits) = (softmax * sum(targets) - targets) / B. Softmax as exp(log_softmax): on 2
+    # threads torch's softmax over a middle axis splits a member's columns between threads at a point that
+    # depends on K, and the two halves round differently; log_softmax's kernel does not
+    torch_private.log_softmax_out(logits, 1, out=d)
+    if floor is not None:
+        d.clamp_min_(floor)
+    d.exp_()
+    if y.dim() == 2:
+        d.scatter_add_(1, y.view(k, 1, b), minus_one)
+    else:
+        t = y.transpose(1, 2)
+        d.mul_(t.sum(1, keepdim=True)).sub_(t)
+    d.mul_(1.0 / b)
+    return finite
 
 
 class _Layer:

@@ -14,9 +14,10 @@ from regbench.models.layers import Context
 SPLITS = ("train", "val", "test")
 COLUMNS = tuple(f"{s}_{m}" for s in SPLITS for m in ("loss", "acc"))  # order of the metrics tensor's columns
 
-# Elements of a hidden layer's activations ([K, rows, 256-ish]) per evaluation chunk: bounds memory for large
-# populations, and keeps a chunk's activations (4 MB) in cache. Evaluating the benchmark's 36 members on MNIST-1D
-# (2 CPU cores) takes 100 ms at 1 << 24 (64 MB), 53 ms at 1 << 20, 75 ms at 1 << 18.
+# Elements of a hidden layer's activations ([K, rows, 256-ish], or the model's eval_width per example) per
+# evaluation chunk: bounds memory for large populations, and keeps a chunk's activations (4 MB) in cache.
+# Evaluating the benchmark's 36 MLP members on MNIST-1D (2 CPU cores) takes 100 ms at 1 << 24 (64 MB), 53 ms at
+# 1 << 20, 75 ms at 1 << 18; the CNN's 10 members (1 thread) 0.36-0.40 s by the 256 rule, 0.24-0.30 by its width.
 _CHUNK_ELEMENTS = 1 << 20
 
 
@@ -32,7 +33,7 @@ def evaluate(model, splits, seeds: torch.Tensor, fast: bool = True, keep: dict |
     for split in SPLITS:
         x, y = splits.split(split)
         n = len(y)
-        rows = max(1, _CHUNK_ELEMENTS // (k * max(256, x[0].numel())))
+        rows = max(1, _CHUNK_ELEMENTS // (k * max(getattr(model, "eval_width", 256), x[0].numel())))
         losses = []  # per example, summed once at the end: a sum over chunks would round differently for each
         correct = torch.zeros(k, device=x.device)  # chunk size, and the chunk size depends on K
         kept = []
