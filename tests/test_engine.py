@@ -210,17 +210,35 @@ def test_evaluation_gives_a_member_the_same_bits_whatever_the_chunking(compose_c
     assert torch.equal(five[3:], two)
 
 
+def test_evaluation_chunks_are_sized_by_the_models_widest_tensor(compose_cfg, monkeypatch):
+    """A chunk holds _CHUNK_ELEMENTS elements of the model's widest tensor per example (eval_width): the CNN's is
+    its second layer's im2col patches, 10 positions x 5 taps x 25 channels on MNIST-1D, not 256."""
+    import regbench.train.evaluate as evaluation
+
+    spec = _spec(compose_cfg, "model=cnn")
+    splits = data.load(spec.dataset)
+    model = models.build(spec.model, splits.input_shape, splits.kind, 10, [0, 1], ModelHints.plain(2))
+    assert model.eval_width == 10 * 5 * 25
+    rows = []
+    forward = type(model).forward
+    monkeypatch.setattr(type(model), "forward", lambda self, x, ctx: rows.append(len(x)) or forward(self, x, ctx))
+    evaluate(model, splits, torch.tensor([0, 1]))
+    assert max(rows) == evaluation._CHUNK_ELEMENTS // (2 * 1250)
+
+
+@pytest.mark.parametrize("model,layers", [("mlp", 3), ("cnn", 4)])
 def test_each_layer_updated_as_soon_as_its_gradients_are_complete_gives_the_bits_of_one_whole_step(
-    compose_cfg, monkeypatch
+    compose_cfg, monkeypatch, model, layers
 ):
-    """On the CPU the hand-written step hands each layer to the optimizer (and the closed-form penalties) as soon as
-    its gradients are complete; that is a matter of speed only: the trained members are the same, bit for bit."""
+    """On the CPU the hand-written step (the MLP's, the CNN's) hands each layer to the optimizer (and the
+    closed-form penalties) as soon as its gradients are complete; that is a matter of speed only: the trained
+    members are the same, bit for bit."""
     from regbench import regularizers
     from regbench.regularizers.base import Regularizer
     from regbench.train import optim
     from regbench.train.population import Member
 
-    spec = _spec(compose_cfg, "trainer.epochs=2")
+    spec = _spec(compose_cfg, "trainer.epochs=2", f"model={model}")
     splits = data.load(spec.dataset)
     regs = {"l1": {"strength": 1e-3}, "elastic_net": {"strength": 1e-3, "l1_ratio": 0.5}, "dropout": {"p": 0.2}}
     members = [Member("baseline", 0)] + [Member(n, 0, {n: regularizers.get(n).Config(**kw)}) for n, kw in regs.items()]
@@ -229,7 +247,8 @@ def test_each_layer_updated_as_soon_as_its_gradients_are_complete_gives_the_bits
     monkeypatch.setattr(optim.Optimizer, "step_group", lambda self, i: calls.append(i) or real(self, i))
     by_layer = train_population(splits, spec.model, spec.trainer, members, "cpu")
     steps = by_layer.steps
-    assert calls[:3] == [2, 1, 0] and len(calls) == 3 * (steps - 1)  # output layer first; from the second step
+    order = list(range(layers - 1, -1, -1))  # output layer first; from the second step
+    assert calls[:layers] == order and len(calls) == layers * (steps - 1)
     calls.clear()
     monkeypatch.setattr(Regularizer, "layerwise", classmethod(lambda cls: False))  # one whole step after the pass
     whole = train_population(splits, spec.model, spec.trainer, members, "cpu")
