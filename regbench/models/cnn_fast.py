@@ -19,7 +19,7 @@ import torch
 
 from regbench import torch_private
 from regbench.models.layers import BatchedConv, Context, MemberDropout, col2im, im2col, padded_shape, plan
-from regbench.models.mlp_fast import Scratch, _grad, loss_grad
+from regbench.models.mlp_fast import PlanBase, Scratch, dropped_input, grad_buffer, loss_grad
 
 if TYPE_CHECKING:
     from regbench.models.cnn import CNN
@@ -44,10 +44,7 @@ class TrainStep:
         plan = self.plan
         if plan is None or not plan.fits(x):
             plan = self.plan = _Plan(self, x)
-        if model.input_drop is not None:
-            drawn = model.input_drop.draw(tuple(x.shape), ctx)
-            x = model.input_drop.apply_(self.scratch.buf("input", tuple(x.shape), x).copy_(x), drawn)
-        h = model._fold(x)
+        h = model._fold(dropped_input(model.input_drop, x, ctx, self.scratch))
         for layer in plan.convs:
             h = layer.forward(h, ctx)
         head = plan.head
@@ -100,8 +97,8 @@ class _Conv:
         self.whole = len(blocks) == 1 and all(t == (0, conv.kernel) for t in blocks[0][1])
         self.weight = conv.weight.detach().view(k, conv.c_out, conv.c_in, *(conv.kernel,) * dims)
         self.bias = conv.bias.detach().view(k, 1, conv.c_out)
-        self.grad_w = _grad(conv.weight).view(self.weight.shape)
-        self.grad_b = _grad(conv.bias).view(k, conv.c_out)
+        self.grad_w = grad_buffer(conv.weight).view(self.weight.shape)
+        self.grad_b = grad_buffer(conv.bias).view(k, conv.c_out)
         self.in_shape = tuple(shape)
 
     def forward(self, h: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -159,13 +156,13 @@ class _Head:
     def __init__(self, head):
         self.weight = head.weight.detach()
         self.bias_t = head.bias.detach().transpose(1, 2)
-        self.grad_w = _grad(head.weight)
-        self.grad_b = _grad(head.bias).view(head.weight.shape[0], -1)
+        self.grad_w = grad_buffer(head.weight)
+        self.grad_b = grad_buffer(head.bias).view(head.weight.shape[0], -1)
 
 
-class _Plan:
-    """Everything the step reads every step, made once: the layers, buffers and detached views (see mlp_fast._Plan).
-    Rebuilt when the input's shape, dtype or device changes, or the parameters' or gradients' memory does."""
+class _Plan(PlanBase):
+    """Everything the step reads every step, made once: the layers, buffers and detached views (see mlp_fast._Plan);
+    rebuilt when it no longer fits (PlanBase.fits)."""
 
     def __init__(self, step: TrainStep, x: torch.Tensor):
         model, scratch = step.model, step.scratch
@@ -184,12 +181,4 @@ class _Plan:
         c = self.head.weight.shape[1]
         self.logits = scratch.buf("logits", (k, c, b), x)
         self.dlogits = scratch.buf("dlogits", (k, c, b), x)
-        self.minus_one = scratch.const("minus_one", (k, 1, b), x, -1.0)
-        self.floor = -87.0 if step.flushed and b >= 2 else None  # see mlp_fast._Plan.floor
-        self.param = model.head.weight
-        self.key = (tuple(x.shape), x.dtype, x.device, self.param.data_ptr(), self.param.grad)
-
-    def fits(self, x: torch.Tensor) -> bool:
-        shape, dtype, device, ptr, grad = self.key
-        same_input = shape == x.shape and dtype == x.dtype and device == x.device
-        return same_input and ptr == self.param.data_ptr() and grad is self.param.grad
+        super().__init__(step, x, model.head.weight)

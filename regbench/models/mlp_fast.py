@@ -92,9 +92,7 @@ class TrainStep:
         plan = self.plan
         if plan is None or not plan.fits(h):
             plan = self.plan = _Plan(self, h)
-        if plan.input_drop is not None:
-            drawn = plan.input_drop.draw(tuple(h.shape), ctx)
-            h = plan.input_drop.apply_(self.scratch.buf("input", tuple(h.shape), h).copy_(h), drawn)
+        h = dropped_input(plan.input_drop, h, ctx, self.scratch)
         acts = [h]  # the layers' inputs
         for layer in plan.hidden:
             # bmm then the bias: the same bits as baddbmm, which first copies the broadcast bias into the output
@@ -142,6 +140,13 @@ class TrainStep:
         return finite
 
 
+def dropped_input(drop: MemberDropout | None, x: torch.Tensor, ctx: Context, scratch: Scratch) -> torch.Tensor:
+    """x ([K, B, ...]) after input dropout, in a scratch copy (the batch is the caller's), or x itself without it."""
+    if drop is None:
+        return x
+    return drop.apply_(scratch.buf("input", tuple(x.shape), x).copy_(x), drop.draw(tuple(x.shape), ctx))
+
+
 def loss_grad(logits, y, d, minus_one, floor: float | None, d_rows=None) -> torch.Tensor:
     """d(mean cross-entropy)/d(logits) written into d, and [K] flags: the member's logits are finite. logits and d
     [K, C, B]; y [K, B] class indices or [K, B, C] target distributions; minus_one a [K, 1, B] tensor of -1;
@@ -175,8 +180,8 @@ class _Layer:
         k, b = h.shape[:2]
         self.weight = lin.weight.detach()  # [K, out, in]
         self.weight_t = self.weight.transpose(1, 2)
-        self.grad_w = _grad(lin.weight)
-        self.grad_b = _grad(lin.bias).view(k, -1)
+        self.grad_w = grad_buffer(lin.weight)
+        self.grad_b = grad_buffer(lin.bias).view(k, -1)
         if i < 0:  # the output layer: [K, C, B] (see TrainStep); its bias [K, C, 1], its grad buffer the dlogits
             self.bias = lin.bias.detach().transpose(1, 2)
             self.out = scratch.buf("logits", (k, self.weight.shape[1], b), h)
@@ -195,7 +200,30 @@ class _Layer:
         self.drop_scale = drop.drawn_scale.view(-1, 1, 1) if drop is not None else None
 
 
-class _Plan:
+class PlanBase:
+    """What a hand-written step's plan shares: the loss gradient's constants, and when the plan is stale."""
+
+    def __init__(self, step, x: torch.Tensor, param: torch.Tensor):
+        k, b = x.shape[:2]
+        self.minus_one = step.scratch.const("minus_one", (k, 1, b), x, -1.0)
+        # torch's exp of an input below -87.34 (a result below float32's smallest normal, 1.2e-38) leaves its
+        # vector path: 30-100x slower, and a confident member's wrong classes have log-probabilities of -100 and
+        # below (the benchmark's exp takes 9 us a step at first, 46 on average over 2000 steps). With denormals
+        # flushed and a batch of 2 or more, the log-probabilities raised to -87 give the same gradient bits: every
+        # probability below e^-87 = 1.65e-38, divided by the batch size, is a denormal the step flushes to zero
+        self.floor = -87.0 if step.flushed and b >= 2 else None
+        self.param = param
+        self.key = (tuple(x.shape), x.dtype, x.device, param.data_ptr(), param.grad)
+
+    def fits(self, h: torch.Tensor) -> bool:
+        """Whether the plan serves this input: the same shape, dtype and device, and the same parameter and
+        gradient memory (optim.FlatParams, .to(): checked on the output layer's weight)."""
+        shape, dtype, device, ptr, grad = self.key
+        same_input = shape == h.shape and dtype == h.dtype and device == h.device
+        return same_input and ptr == self.param.data_ptr() and grad is self.param.grad
+
+
+class _Plan(PlanBase):
     """Everything the step reads every step, looked up once: the layers' detached parameter and gradient views
     and scratch buffers (nn.Module attribute lookups, views and the torch.no_grad decorator cost ~115 us a step, on
     2 CPU cores some 3% of the benchmark's step). Rebuilt when the input's shape, dtype or device changes, or the
@@ -211,24 +239,10 @@ class _Plan:
             h = self.hidden[-1].out
         self.head = _Layer(scratch, model.head, None, -1, h)
         self.input_drop = model.input_drop
-        k, b = x.shape[:2]
-        self.minus_one = scratch.const("minus_one", (k, 1, b), x, -1.0)
-        # torch's exp of an input below -87.34 (a result below float32's smallest normal, 1.2e-38) leaves its
-        # vector path: 30-100x slower, and a confident member's wrong classes have log-probabilities of -100 and
-        # below (the benchmark's exp takes 9 us a step at first, 46 on average over 2000 steps). With denormals
-        # flushed and a batch of 2 or more, the log-probabilities raised to -87 give the same gradient bits: every
-        # probability below e^-87 = 1.65e-38, divided by the batch size, is a denormal the step flushes to zero
-        self.floor = -87.0 if step.flushed and b >= 2 else None
-        self.param = model.head.weight
-        self.key = (tuple(x.shape), x.dtype, x.device, self.param.data_ptr(), self.param.grad)
-
-    def fits(self, h: torch.Tensor) -> bool:
-        shape, dtype, device, ptr, grad = self.key
-        same_input = shape == h.shape and dtype == h.dtype and device == h.device
-        return same_input and ptr == self.param.data_ptr() and grad is self.param.grad
+        super().__init__(step, x, model.head.weight)
 
 
-def _grad(p: torch.Tensor) -> torch.Tensor:
+def grad_buffer(p: torch.Tensor) -> torch.Tensor:
     """The tensor a parameter's gradient is written into: the optimizer's flat buffer when it has one."""
     if p.grad is None:
         p.grad = torch.empty_like(p)
