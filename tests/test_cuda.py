@@ -20,6 +20,7 @@ CASES = [
     ("mlp", "l2,dropout"),
     ("mlp", "augment,gaussian_noise,mixup,l1"),
     ("cnn", "cutout,augment,batch_norm"),
+    ("cnn", "l2,dropout,label_smoothing"),  # the CNN's hand-written step (models/cnn_fast.py) in a CUDA graph
     ("mlp", "early_stopping,label_smoothing,max_norm,weight_decay,elastic_net,batch_norm"),
 ]
 
