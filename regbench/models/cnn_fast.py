@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from regbench import torch_private
-from regbench.models.layers import BatchedConv, Context, MemberDropout, col2im, im2col, padded_shape, plan
+from regbench.models.layers import BatchedConv, Context, MemberDropout, col2im, im2col, padded_shape
 from regbench.models.mlp_fast import PlanBase, Scratch, dropped_input, grad_buffer, loss_grad
 
 if TYPE_CHECKING:
@@ -73,11 +73,7 @@ class _Conv:
     def __init__(self, scratch: Scratch, conv: BatchedConv, drop: MemberDropout | None, i: int, shape):
         self.conv, self.drop = conv, drop
         k, dims = conv.k, conv.dims
-        size = tuple(shape[2:-1])
-        blocks = conv._plans.get(size)
-        if blocks is None:
-            blocks = conv._plans[size] = plan(size, conv.kernel, conv.stride, conv.padding)
-        self.blocks = blocks
+        self.blocks = blocks = conv.blocks_for(tuple(shape[2:-1]))
         like = conv.weight
         self.padded = torch.zeros(padded_shape(tuple(shape), dims, conv.padding), dtype=like.dtype, device=like.device)
         self.pad_grad = torch.empty_like(self.padded) if i > 0 else None  # the first layer's input has no gradient
@@ -114,9 +110,8 @@ class _Conv:
             for y, (positions, _) in zip(self.block_out, self.blocks):
                 self.out[(..., *(slice(o0, o1) for o0, o1 in positions), slice(None))] = y
         h = self.out.relu_()
-        if self.drop is not None and ctx.train and self.drop.active.numel():
-            shape = (h.shape[0], h.shape[1], h.shape[-1], *h.shape[2:-1])  # drawn as (K, B, C, *S): MemberDropout.relu
-            self.drop.apply_(h, self.drop.draw(shape, ctx).movedim(2, -1))
+        if self.drop is not None and self.drop.active.numel():
+            self.drop.apply_(h, self.drop.draw_channels_last(h, ctx))
         return h
 
     def backward(self, g: torch.Tensor, g_in: torch.Tensor | None) -> torch.Tensor | None:

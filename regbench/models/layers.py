@@ -181,12 +181,16 @@ class BatchedConv(nn.Module):
         self.bias = nn.Parameter(uniform_init(gens, (c_out,), fan_in).flatten())  # [K*C_out]
         self._plans: dict[tuple[int, ...], tuple] = {}  # by input size
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dims = self.dims
-        size = tuple(x.shape[x.dim() - 1 - dims : -1])
+    def blocks_for(self, size: tuple[int, ...]) -> tuple:
+        """The plan of output blocks for an input of this spatial size (see plan), made once per size."""
         blocks = self._plans.get(size)
         if blocks is None:
             blocks = self._plans[size] = plan(size, self.kernel, self.stride, self.padding)
+        return blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = self.dims
+        blocks = self.blocks_for(tuple(x.shape[x.dim() - 1 - dims : -1]))
         if x.dim() == dims + 2:  # [N, *S, C], the same input for every member (evaluation)
             return self._shared(x, blocks)
         return ConvProduct.apply(x, self.weight, self.bias, self, blocks)
@@ -383,8 +387,11 @@ class MemberDropout(nn.Module):
         drawn in: a seed's masks stay the same) and read channels-last."""
         if not ctx.train or self.active.numel() == 0:
             return h.relu()
-        shape = (h.shape[0], h.shape[1], h.shape[-1], *h.shape[2:-1])  # (K, B, C, *S)
-        return ReluDropout.apply(h, self, self.draw(shape, ctx).movedim(2, -1))
+        return ReluDropout.apply(h, self, self.draw_channels_last(h, ctx))
+
+    def draw_channels_last(self, h: torch.Tensor, ctx: Context) -> torch.Tensor:
+        """draw() for convolutional activations h [K, B, *S, C]: drawn as [A, B, C, *S], read as [A, B, *S, C]."""
+        return self.draw((h.shape[0], h.shape[1], h.shape[-1], *h.shape[2:-1]), ctx).movedim(2, -1)
 
 
 class ReluDropout(torch.autograd.Function):
