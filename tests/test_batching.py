@@ -137,6 +137,31 @@ def test_auto_stays_batched_under_compile_without_measuring(compose_cfg, auto, m
     assert batching.chunk_size(splits, spec.model, spec.trainer, members, "cpu") == len(members)
 
 
+def test_a_size_far_slower_per_member_step_sits_out_the_later_rounds(compose_cfg, monkeypatch):
+    """The measurement stops timing a chunk size once it is more than DROP slower per member-step than the best
+    (it cannot win), and still times the near ones every round; the choice is the one all rounds would give."""
+    import time
+
+    spec, splits, members = _setup(compose_cfg, "trainer.seeds=4")  # 4 members: sizes 4, 2, 1
+    per_member = {4: 0.001, 2: 0.0011, 1: 0.004}  # seconds a member-step: the loop 4x slower
+    timed = []
+    real = batching._step
+
+    def step(run, fn, order):
+        timed.append(run.k)
+        real(run, fn, order)
+        end = time.perf_counter() + per_member[run.k] * run.k
+        while time.perf_counter() < end:
+            pass
+
+    monkeypatch.setattr(batching, "_step", step)
+    monkeypatch.setattr(batching, "SECONDS", 0.0)  # one timed step a round
+    best = batching.measure(splits, spec.model, spec.trainer, members, "cpu", [4, 2, 1])
+    rounds = {size: timed.count(size) - batching.WARMUP for size in (4, 2, 1)}
+    assert rounds == {4: batching.ROUNDS, 2: batching.ROUNDS, 1: 1}
+    assert batching.fastest(best) == 4
+
+
 def test_auto_keeps_the_larger_chunk_unless_a_smaller_one_is_clearly_faster():
     assert batching.fastest({8: 1.0, 3: 0.97, 1: 0.99}) == 8  # within the margin: noise, not a reason to loop
     assert batching.fastest({8: 1.0, 3: 0.9, 1: 0.93}) == 3

@@ -46,6 +46,10 @@ WARMUP, ROUNDS, MAX_STEPS, SECONDS = 2, 3, 50, 0.05
 # A smaller chunk must beat a larger one by more than this to be chosen: on a shared machine timings wobble by a few
 # percent, and a coin toss between near-equal sizes would change a run's chunking (and its float rounding) for nothing
 MARGIN = 0.05
+# A size slower per member-step than the best by more than this after a round is not timed again: it cannot be
+# chosen (MARGIN), and for a big model its rounds were most of the measurement (a ResNet-10's population of 10
+# members takes seconds a step on a CPU core, where one member at a time wins by a third)
+DROP = 0.5
 _logged: set[str] = set()
 
 
@@ -184,7 +188,8 @@ def measure(splits, model_cfg, trainer, members: list[Member], device, sizes: li
     """Seconds per member-step of a fresh population of each size (its last members: the regularized arm, which
     costs the most, rather than the baseline) over a few training steps on the real data. The sizes take turns,
     ROUNDS times, and each keeps its best round: a machine whose speed drifts (a shared one) is the same machine
-    for every size, and a round slowed by a neighbour is not the one that counts."""
+    for every size, and a round slowed by a neighbour is not the one that counts. A size more than DROP slower than
+    the best after a round sits out the rest (its figure is its best so far)."""
     cpu = torch.device(device).type == "cpu"
 
     def sync():
@@ -202,6 +207,8 @@ def measure(splits, model_cfg, trainer, members: list[Member], device, sizes: li
         best = dict.fromkeys(sizes, math.inf)
         for _ in range(ROUNDS):
             for size, state in runs.items():
+                if math.isfinite(best[size]) and best[size] > min(best.values()) * (1 + DROP):
+                    continue
                 sync()
                 reps, t0 = 0, time.perf_counter()
                 while reps == 0 or (reps < MAX_STEPS and time.perf_counter() - t0 < SECONDS):
