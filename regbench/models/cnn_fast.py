@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from regbench import torch_private
+from regbench.models.fast import PlanBase, Scratch, dropped_input, grad_buffer, loss_grad
 from regbench.models.layers import BatchedConv, Context, MemberDropout, col2im, im2col, padded_shape
-from regbench.models.mlp_fast import PlanBase, Scratch, dropped_input, grad_buffer, loss_grad
 
 if TYPE_CHECKING:
     from regbench.models.cnn import CNN

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from regbench.models import mlp_fast
+from regbench.models import fast, mlp_fast
 from regbench.models.base import MemberModel, ModelHints
 from regbench.models.layers import BatchedLinear, Context, MemberBatchNorm, MemberDropout
 from regbench.schema import param
@@ -49,7 +49,7 @@ class MLP(MemberModel):
             self.biases.append(lin.bias)
         for bn in self.bns:
             self.norms += [bn.weight, bn.bias]
-        self.scratch = mlp_fast.Scratch()  # the fast evaluation's reused buffers (never saved)
+        self.scratch = fast.Scratch()  # the fast evaluation's reused buffers (never saved)
 
     def forward(self, x, ctx: Context):
         shared = x.dim() == self.n_in + 1  # one [N, ...] input for every member: evaluation
