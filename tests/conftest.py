@@ -1,4 +1,5 @@
-"""Shared helpers: compose the real config with tiny settings, and run the real CLI in a subprocess."""
+"""Shared helpers: compose the real config with tiny settings, run the real CLI in a subprocess or in process, and
+check that members trained in a population equal themselves trained alone."""
 
 from __future__ import annotations
 
@@ -84,3 +85,35 @@ class StopAt:
 
     def close(self):
         pass
+
+
+@pytest.fixture
+def invoke(tmp_path, monkeypatch):
+    """`regbench run *args` in process, from an empty folder, without the debug switches; asserts that nothing was
+    written (a refusal comes before any folder) and returns the click result."""
+    from typer.testing import CliRunner
+
+    from regbench.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REGBENCH_DEBUG", raising=False)
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def _invoke(*args):
+        result = CliRunner().invoke(app, ["run", *args])
+        assert not (tmp_path / "results").exists()  # nothing written
+        return result
+
+    return _invoke
+
+
+def assert_trained_alone_equals_together(splits, spec, members, indices, device="cpu", tol=1e-4):
+    """Train `members` as one population, then each of `indices` alone: the same final metrics within `tol`.
+    Returns the population's result."""
+    from regbench.train.engine import train_population
+
+    together = train_population(splits, spec.model, spec.trainer, members, device)
+    for j in indices:
+        alone = train_population(splits, spec.model, spec.trainer, [members[j]], device)
+        torch.testing.assert_close(alone.final[0], together.final[j], rtol=tol, atol=tol)
+    return together

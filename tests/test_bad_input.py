@@ -128,20 +128,6 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def invoke(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REGBENCH_DEBUG", raising=False)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-
-    def _invoke(*args):
-        result = CliRunner().invoke(app, ["run", *args])
-        assert not (tmp_path / "results").exists()  # nothing written
-        return result
-
-    return _invoke
-
-
 @pytest.mark.parametrize("args,message", CASES, ids=[" ".join(a) for a, _ in CASES])
 def test_usage_errors_are_one_line_exit_2(invoke, args, message):
     r = invoke(*args)

@@ -12,7 +12,7 @@ from regbench.train.engine import Schedule, train_population
 from regbench.train.evaluate import COLUMNS, evaluate
 from regbench.train.population import members_for
 
-from .conftest import TINY
+from .conftest import TINY, assert_trained_alone_equals_together
 
 
 def _spec(compose_cfg, *overrides):
@@ -185,11 +185,7 @@ def test_several_strengths_in_one_population_equal_each_trained_separately(compo
     members = [Member("baseline", 0)] + [
         Member(name, i % 2, {name: regularizers.get(name).Config(**kw)}) for i, (name, kw) in enumerate(settings)
     ]
-    together = train_population(splits, spec.model, spec.trainer, members, "cpu")
-    finals = together.final
-    for j, m in enumerate(members):
-        alone = train_population(splits, spec.model, spec.trainer, [m], "cpu")
-        torch.testing.assert_close(alone.final[0], finals[j], rtol=0, atol=0)
+    finals = assert_trained_alone_equals_together(splits, spec, members, range(len(members)), tol=0).final
     for a in range(1, len(members), 2):  # and the strengths matter: two settings of one regularizer differ
         assert not torch.allclose(finals[a], finals[a + 1], atol=1e-3)
 

@@ -23,7 +23,7 @@ from regbench.train import checkpoint
 from regbench.train.engine import train_population
 from regbench.train.population import members_for
 
-from .conftest import TINY, Interrupt, StopAt, run_cli
+from .conftest import TINY, Interrupt, StopAt, assert_trained_alone_equals_together, run_cli
 
 CONV = ["model=torch", "model.target=regbench.models.examples:SmallConvNet", "+model.kwargs.channels=4"]
 
@@ -71,10 +71,7 @@ def test_member_in_population_matches_member_trained_alone(compose_cfg, data_arg
     spec = _spec(compose_cfg, *data_args, *CONV, "trainer.epochs=1", "regularizers=[dropout,batch_norm,l2]")
     splits = data.load(spec.dataset)
     members = members_for(spec)  # 2 baseline + 2 regularized
-    together = train_population(splits, spec.model, spec.trainer, members, "cpu")
-    for j in (1, 2):
-        alone = train_population(splits, spec.model, spec.trainer, [members[j]], "cpu")
-        torch.testing.assert_close(alone.final[0], together.final[j], rtol=1e-4, atol=1e-4)
+    together = assert_trained_alone_equals_together(splits, spec, members, (1, 2))
     assert not torch.allclose(together.final[0], together.final[2])  # the regularized arm differs
 
 
@@ -272,21 +269,9 @@ def test_stochastic_depth_decays_linearly_drops_rows_and_is_the_identity_at_eval
 
 
 @pytest.fixture
-def invoke(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from regbench.cli import app
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("REGBENCH_DEBUG", raising=False)
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-
-    def _invoke(*args):
-        result = CliRunner().invoke(app, ["run", "model=torch", "dataset.num_samples=600", *args])
-        assert not (tmp_path / "results").exists()
-        return result
-
-    return _invoke
+def invoke(invoke):
+    """conftest's in-process `regbench run`, with model=torch and a small dataset."""
+    return lambda *args: invoke("model=torch", "dataset.num_samples=600", *args)
 
 
 REFUSALS = [

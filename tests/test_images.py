@@ -15,10 +15,9 @@ from regbench.models.base import ModelHints
 from regbench.models.func import StochasticDepth
 from regbench.models.images import RESNET_BLOCKS, VGG, PreActResNet, ResNetConfig, VggConfig
 from regbench.models.layers import Context
-from regbench.train.engine import train_population
 from regbench.train.population import members_for
 
-from .conftest import run_cli
+from .conftest import assert_trained_alone_equals_together, run_cli
 
 # tiny settings: an 8x8 digit through a ResNet-10 of width 4 trains in a fraction of a second
 TINY = ["dataset=digits", "dataset.train_size=200", "trainer.epochs=1", "trainer.seeds=2", "trainer.progress=off"]
@@ -176,7 +175,4 @@ def test_a_resnet_member_in_a_population_equals_itself_alone(compose_cfg):
     spec = validate_config(compose_cfg(*TINY, *RESNET, "model.norm=none", "regularizers=[stochastic_depth,batch_norm]"))
     splits = data.load(spec.dataset)
     members = members_for(spec)  # 2 baseline + 2 regularized
-    together = train_population(splits, spec.model, spec.trainer, members, "cpu")
-    for j in (1, 2):
-        alone = train_population(splits, spec.model, spec.trainer, [members[j]], "cpu")
-        torch.testing.assert_close(alone.final[0], together.final[j], rtol=1e-4, atol=1e-4)
+    assert_trained_alone_equals_together(splits, spec, members, (1, 2))
