@@ -32,10 +32,20 @@ VGG_LAYERS = {
     16: (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M"),
 }
 
-NORM_HELP = (
-    "batch: batch norm is part of the architecture, in every member; none: its layers are the batch_norm "
-    "regularizer's (identity in members without it)"
-)
+
+def _width():
+    """The width field both networks' schemas have (a fresh dataclass field each: one cannot serve two classes)."""
+    return param(64, "channels of the first stage (then 2x, 4x, 8x)", ge=1, le=1024)
+
+
+def _norm():
+    """The norm field both networks' schemas have."""
+    return param(
+        "batch",
+        "batch: batch norm is part of the architecture, in every member; none: its layers are the batch_norm "
+        "regularizer's (identity in members without it)",
+        choices=["batch", "none"],
+    )
 
 
 class PreActBlock(nn.Module):
@@ -116,16 +126,16 @@ class VGG(nn.Module):
 class ResNetConfig:
     name: str = "resnet"
     depth: int = param(18, "ResNet depth: 10, 18 or 34 (blocks per stage 1111, 2222, 3463)", choices=[10, 18, 34])
-    width: int = param(64, "channels of the first stage (then 2x, 4x, 8x)", ge=1, le=1024)
-    norm: str = param("batch", NORM_HELP, choices=["batch", "none"])
+    width: int = _width()
+    norm: str = _norm()
 
 
 @dataclass
 class VggConfig:
     name: str = "vgg"
     depth: int = param(11, "VGG depth: 11, 13 or 16 (configurations A, B, D)", choices=[11, 13, 16])
-    width: int = param(64, "channels of the first stage (then 2x, 4x, 8x)", ge=1, le=1024)
-    norm: str = param("batch", NORM_HELP, choices=["batch", "none"])
+    width: int = _width()
+    norm: str = _norm()
 
 
 class _ImageModel(FuncModel):
